@@ -1,0 +1,47 @@
+# Two commands do all set-up:  `make lab` (open the course)  and  `make test` (run every check).
+# Both create .venv when missing and reinstall only when requirements.txt or pyproject.toml change.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+DATA   := data/FashionMNIST/raw/t10k-labels-idx1-ubyte
+PYTEST_ARGS ?=
+
+.PHONY: lab test unit notebooks bench data clean-venv
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+# Fashion-MNIST: the Debian package when apt-get is there and we are root, else torchvision's download.
+$(DATA): | $(STAMP)
+	@if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  echo "Installing Debian package dataset-fashion-mnist ..."; \
+	  (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null) || echo "apt-get could not install it; trying torchvision's download"; \
+	fi
+	COURSE_DATA=$(CURDIR)/data $(PY) -c "from course_utils import prepare_fashion_mnist as p; r, src = p(); print('Fashion-MNIST:', src)"
+
+data: $(DATA)
+
+lab: $(STAMP) $(DATA)
+	cd notebooks && ../$(VENV)/bin/jupyter lab $(if $(NO_BROWSER),--no-browser)
+
+unit: $(STAMP) $(DATA)
+	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+notebooks: $(STAMP) $(DATA)
+	COURSE_QUICK=1 $(PY) -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=900 notebooks $(PYTEST_ARGS)
+
+test: $(STAMP) $(DATA)
+	COURSE_QUICK=1 $(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env --nbval-cell-timeout=900 $(PYTEST_ARGS)
+
+bench: $(STAMP) $(DATA)
+	$(PY) benchmarks/train_quality.py
+	$(PY) benchmarks/samplers.py
+	$(PY) benchmarks/peer.py
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,56 @@
+"""course_utils: the code the DDPM course notebooks share, one small module per idea.
+
+Names follow the literature (Ho et al. 2020; Nichol & Dhariwal 2021) and stay the same in
+notebooks, walkthroughs and answer sheets: ``betas``, ``alphas``, ``alphas_cumprod``,
+``q_sample``, ``p_sample``, ``T``. Steps are 0-based in code: the paper's t = 1..T is 0..T-1 here.
+"""
+from .config import is_quick, pick
+from .data import (
+    DEBIAN_FASHION_MNIST_DIR,
+    FASHION_MNIST_CLASSES,
+    DatasetNotFoundError,
+    default_data_root,
+    fashion_mnist,
+    fashion_mnist_loader,
+    prepare_fashion_mnist,
+    to_minus_one_one,
+)
+from .device import get_device, seed_everything
+from .diffusion import (
+    check_timesteps,
+    extract,
+    predict_noise_from_x0,
+    predict_x0_from_noise,
+    q_posterior_mean_variance,
+    q_sample,
+    q_sample_iterative,
+)
+from .plotting import animate_grids, image_grid, plot_schedules, set_lecture_style, show_images
+from .schedules import (
+    SCHEDULE_KINDS,
+    Schedule,
+    betas_from_alphas_cumprod,
+    cosine_alphas_cumprod,
+    linear_betas,
+    make_schedule,
+    schedule_from_betas,
+    sigmoid_alphas_cumprod,
+)
+
+__all__ = [
+    # config
+    "is_quick", "pick",
+    # device
+    "get_device", "seed_everything",
+    # schedules
+    "Schedule", "make_schedule", "schedule_from_betas", "linear_betas", "cosine_alphas_cumprod",
+    "sigmoid_alphas_cumprod", "betas_from_alphas_cumprod", "SCHEDULE_KINDS",
+    # diffusion
+    "check_timesteps", "extract", "q_sample", "q_sample_iterative", "q_posterior_mean_variance",
+    "predict_x0_from_noise", "predict_noise_from_x0",
+    # data
+    "FASHION_MNIST_CLASSES", "DEBIAN_FASHION_MNIST_DIR", "DatasetNotFoundError", "default_data_root",
+    "prepare_fashion_mnist", "fashion_mnist", "fashion_mnist_loader", "to_minus_one_one",
+    # plotting
+    "set_lecture_style", "image_grid", "show_images", "plot_schedules", "animate_grids",
+]

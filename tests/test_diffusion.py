@@ -1,0 +1,157 @@
+"""Forward process and posterior: closed forms checked against definitions and against sampling."""
+import pytest
+import torch
+
+from course_utils import (
+    extract, make_schedule, predict_noise_from_x0, predict_x0_from_noise, q_posterior_mean_variance,
+    q_sample, q_sample_iterative,
+)
+
+
+@pytest.fixture(scope="module")
+def schedule():
+    return make_schedule("linear", 100)
+
+
+def test_q_sample_is_the_closed_form(schedule):
+    x_0 = torch.randn(4, 1, 8, 8)
+    noise = torch.randn_like(x_0)
+    t = torch.tensor([0, 10, 50, 99])
+    x_t = q_sample(schedule, x_0, t, noise)
+    for i, ti in enumerate(t.tolist()):
+        abar = schedule.alphas_cumprod[ti].item()
+        expected = abar ** 0.5 * x_0[i] + (1 - abar) ** 0.5 * noise[i]
+        torch.testing.assert_close(x_t[i], expected)
+    assert x_t.shape == x_0.shape and x_t.dtype == x_0.dtype
+
+
+def test_extract_shapes_and_dtype(schedule):
+    x = torch.zeros(3, 2, 5, 5, dtype=torch.float32)
+    out = extract(schedule.betas, torch.tensor([0, 1, 99]), x)
+    assert out.shape == (3, 1, 1, 1) and out.dtype == torch.float32
+    torch.testing.assert_close(out.flatten(), schedule.betas[[0, 1, 99]].float())
+    assert extract(schedule.betas, torch.tensor([2, 3]), torch.zeros(2, 7)).shape == (2, 1)
+
+
+def test_q_sample_int_t_broadcasts(schedule):
+    x_0 = torch.randn(3, 1, 4, 4)
+    noise = torch.randn_like(x_0)
+    torch.testing.assert_close(q_sample(schedule, x_0, 7, noise), q_sample(schedule, x_0, torch.full((3,), 7), noise))
+
+
+@pytest.mark.parametrize("t", [0, 20, 60, 99])
+def test_closed_form_and_iterative_chain_agree_in_distribution(schedule, t):
+    """Both give N(sqrt(abar) x_0, (1 - abar) I): compare mean and variance over many samples."""
+    n = 20000
+    x_0 = torch.linspace(-1, 1, 16).repeat(n, 1).double()  # [n, 16], 16 different pixel values
+    tt = torch.full((n,), t)
+    closed = q_sample(schedule, x_0, tt)
+    chain = q_sample_iterative(schedule, x_0, tt, generator=torch.Generator().manual_seed(1))
+    abar = schedule.alphas_cumprod[t]
+    true_mean = abar.sqrt() * x_0[0]
+    for samples in (closed, chain):
+        # the standard error of the mean is sqrt((1-abar)/n) < 0.0071: 6 standard errors
+        assert (samples.mean(0) - true_mean).abs().max() < 6 * ((1 - abar) / n).sqrt() + 1e-12
+        var = samples.var(0)
+        if t > 0:
+            # relative standard error of a variance estimate is sqrt(2/n) = 0.01
+            assert ((var / (1 - abar)) - 1).abs().max() < 0.06
+    # and a wrong schedule value is caught: the mean at t is far from the mean at t+30
+    if t < 60:
+        wrong = schedule.alphas_cumprod[t + 30].sqrt() * x_0[0]
+        assert (chain.mean(0) - wrong).abs().max() > 10 * ((1 - abar) / n).sqrt()
+
+
+def test_iterative_respects_per_sample_t(schedule):
+    x_0 = torch.ones(2, 3)
+    gen = torch.Generator().manual_seed(0)
+    out = q_sample_iterative(schedule, x_0, torch.tensor([0, 0]), generator=gen)
+    gen = torch.Generator().manual_seed(0)
+    noise = torch.randn(2, 3, generator=gen)
+    expected = schedule.alphas[0].sqrt().float() * x_0 + schedule.betas[0].sqrt().float() * noise
+    torch.testing.assert_close(out, expected)
+
+
+def test_variance_stays_one_for_unit_variance_data():
+    schedule = make_schedule("cosine", 1000)
+    x_0 = torch.randn(200000, dtype=torch.float64).reshape(-1, 1)
+    for t in [0, 250, 500, 999]:
+        x_t = q_sample(schedule, x_0, torch.full((x_0.shape[0],), t))
+        assert x_t.var().item() == pytest.approx(1.0, abs=0.015)
+
+
+def test_posterior_mean_and_variance_formulas(schedule):
+    x_0, x_t = torch.randn(3, 1, 4, 4, dtype=torch.float64), torch.randn(3, 1, 4, 4, dtype=torch.float64)
+    t = torch.tensor([1, 40, 99])
+    mean, var = q_posterior_mean_variance(schedule, x_0, x_t, t)
+    for i, ti in enumerate(t.tolist()):
+        b, a = schedule.betas[ti], schedule.alphas[ti]
+        abar, abar_prev = schedule.alphas_cumprod[ti], schedule.alphas_cumprod[ti - 1]
+        m = b * abar_prev.sqrt() / (1 - abar) * x_0[i] + (1 - abar_prev) * a.sqrt() / (1 - abar) * x_t[i]
+        torch.testing.assert_close(mean[i], m)
+        torch.testing.assert_close(var[i].flatten()[0], b * (1 - abar_prev) / (1 - abar))
+
+
+def test_posterior_mean_equals_noise_form(schedule):
+    """mu_tilde(x_t, x_0(noise)) = (x_t - beta_t / sqrt(1 - abar_t) * noise) / sqrt(alpha_t) (Ho et al. eq. 11)."""
+    x_0 = torch.randn(5, 1, 4, 4, dtype=torch.float64)
+    noise = torch.randn_like(x_0)
+    t = torch.tensor([1, 2, 30, 70, 99])
+    x_t = q_sample(schedule, x_0, t, noise)
+    mean, _ = q_posterior_mean_variance(schedule, x_0, x_t, t)
+    b = extract(schedule.betas, t, x_t)
+    noise_form = (x_t - b / extract(schedule.sqrt_one_minus_alphas_cumprod, t, x_t) * noise) * extract(
+        schedule.sqrt_recip_alphas, t, x_t)
+    torch.testing.assert_close(mean, noise_form)
+
+
+def test_posterior_is_the_bayes_conditional(schedule):
+    """Sampling x_{t-1} ~ q(.|x_0) then x_t ~ q(x_t|x_{t-1}): regress x_{t-1} on x_t to read off the posterior."""
+    t = 30
+    n = 200000
+    x_0 = torch.full((n, 1), 0.7, dtype=torch.float64)
+    x_prev = q_sample(schedule, x_0, t - 1)
+    x_t = schedule.alphas[t].sqrt() * x_prev + schedule.betas[t].sqrt() * torch.randn_like(x_prev)
+    # linear regression x_prev ~ c1 * x_0 + c2 * x_t: slope on x_t equals coef2, residual variance equals beta_tilde
+    xt_c = x_t - x_t.mean()
+    slope = (xt_c * (x_prev - x_prev.mean())).sum() / (xt_c ** 2).sum()
+    assert slope.item() == pytest.approx(schedule.posterior_mean_coef2[t].item(), abs=0.01)
+    resid = x_prev - x_prev.mean() - slope * xt_c
+    assert resid.var().item() == pytest.approx(schedule.posterior_variance[t].item(), rel=0.02)
+
+
+def test_x0_and_noise_predictions_invert_q_sample(schedule):
+    x_0 = torch.randn(4, 1, 6, 6, dtype=torch.float64)
+    noise = torch.randn_like(x_0)
+    t = torch.tensor([0, 3, 50, 99])
+    x_t = q_sample(schedule, x_0, t, noise)
+    torch.testing.assert_close(predict_x0_from_noise(schedule, x_t, t, noise), x_0)
+    torch.testing.assert_close(predict_noise_from_x0(schedule, x_t, t, x_0), noise)
+
+
+@pytest.mark.parametrize("t, err, msg", [
+    (torch.tensor([100, 0]), ValueError, r"out of range.*0 <= t <= 99"),
+    (torch.tensor([-1, 0]), ValueError, r"out of range"),
+    (torch.tensor([1.0, 2.0]), TypeError, r"integers.*float32"),
+    (torch.tensor([1, 2, 3]), ValueError, r"shape \[2\]"),
+    (2.5, TypeError, r"int or a LongTensor"),
+    (True, TypeError, r"bool"),
+])
+def test_bad_timesteps_rejected(schedule, t, err, msg):
+    with pytest.raises(err, match=msg):
+        q_sample(schedule, torch.zeros(2, 1, 4, 4), t)
+
+
+def test_bad_batch_rank_rejected(schedule):
+    with pytest.raises(ValueError, match=r"\[B, C, H, W\].*shape \(16,\)"):
+        q_sample(schedule, torch.zeros(16), torch.tensor([0]))
+
+
+def test_noise_shape_mismatch_rejected(schedule):
+    with pytest.raises(ValueError, match="noise must have the shape"):
+        q_sample(schedule, torch.zeros(2, 1, 4, 4), torch.tensor([0, 1]), torch.zeros(2, 1, 4, 5))
+
+
+def test_integer_images_rejected(schedule):
+    with pytest.raises(TypeError, match="floating-point"):
+        q_sample(schedule, torch.zeros(2, 1, 4, 4, dtype=torch.uint8), torch.tensor([0, 1]))
