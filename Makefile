@@ -27,7 +27,7 @@ $(DATA): | $(STAMP)
 data: $(DATA)
 
 lab: $(STAMP) $(DATA)
-	cd notebooks && ../$(VENV)/bin/jupyter lab $(if $(NO_BROWSER),--no-browser)
+	cd notebooks && ../$(VENV)/bin/jupyter lab $(if $(NO_BROWSER),--no-browser) $(if $(filter 0,$(shell id -u)),--allow-root)
 
 unit: $(STAMP) $(DATA)
 	$(PY) -m pytest tests $(PYTEST_ARGS)
