@@ -4,6 +4,7 @@ Names follow the literature (Ho et al. 2020; Nichol & Dhariwal 2021) and stay th
 notebooks, walkthroughs and answer sheets: ``betas``, ``alphas``, ``alphas_cumprod``,
 ``q_sample``, ``p_sample``, ``T``. Steps are 0-based in code: the paper's t = 1..T is 0..T-1 here.
 """
+from .checkpoints import CheckpointError, config_differences, config_to_dict, load_checkpoint, save_checkpoint
 from .config import is_quick, pick
 from .data import (
     DEBIAN_FASHION_MNIST_DIR,
@@ -25,7 +26,20 @@ from .diffusion import (
     q_sample,
     q_sample_iterative,
 )
+from .models import Attention, ResBlock, UNet, UNetConfig, autocast_for, count_parameters, sinusoidal_embedding
 from .plotting import animate_grids, image_grid, plot_schedules, set_lecture_style, show_images
+from .pretrained import PRETRAINED_CHECKPOINT, REPO_ROOT, RUN_CHECKPOINT, find_checkpoint, load_pretrained
+from .samplers import (
+    ddim_invert,
+    ddim_sample_loop,
+    ddim_sigma,
+    ddim_step,
+    ddim_timesteps,
+    p_mean_variance,
+    p_sample,
+    p_sample_loop,
+    predict_noise,
+)
 from .schedules import (
     SCHEDULE_KINDS,
     Schedule,
@@ -36,6 +50,7 @@ from .schedules import (
     schedule_from_betas,
     sigmoid_alphas_cumprod,
 )
+from .training import EMA, DiffusionConfig, TrainResult, default_config, noise_prediction_loss, train
 
 __all__ = [
     # config
@@ -53,4 +68,15 @@ __all__ = [
     "prepare_fashion_mnist", "fashion_mnist", "fashion_mnist_loader", "to_minus_one_one",
     # plotting
     "set_lecture_style", "image_grid", "show_images", "plot_schedules", "animate_grids",
+    # models
+    "UNetConfig", "sinusoidal_embedding", "ResBlock", "Attention", "UNet", "count_parameters", "autocast_for",
+    # training
+    "DiffusionConfig", "default_config", "noise_prediction_loss", "EMA", "TrainResult", "train",
+    # samplers
+    "predict_noise", "p_mean_variance", "p_sample", "p_sample_loop", "ddim_timesteps", "ddim_sigma", "ddim_step",
+    "ddim_sample_loop", "ddim_invert",
+    # checkpoints
+    "CheckpointError", "config_to_dict", "config_differences", "save_checkpoint", "load_checkpoint",
+    # pretrained
+    "REPO_ROOT", "RUN_CHECKPOINT", "PRETRAINED_CHECKPOINT", "find_checkpoint", "load_pretrained",
 ]

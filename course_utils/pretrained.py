@@ -1,0 +1,51 @@
+"""Find and load a trained model for the sampling notebooks (06 onwards).
+
+Notebook 05 writes ``runs/ddpm_fashion.pt`` (not in git). When it is there and was trained with
+the expected config, its EMA weights are used; otherwise the small checkpoint committed to the
+repository, ``checkpoints/ddpm_fashion16.pt`` (EMA weights only, made by
+``benchmarks/train_default.py``; its ``.json`` says how it was trained), is loaded.
+"""
+from pathlib import Path
+
+from .checkpoints import load_checkpoint
+from .models import UNet
+from .training import DiffusionConfig, default_config
+
+__all__ = ["REPO_ROOT", "RUN_CHECKPOINT", "PRETRAINED_CHECKPOINT", "find_checkpoint", "load_pretrained"]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+RUN_CHECKPOINT = REPO_ROOT / "runs" / "ddpm_fashion.pt"
+PRETRAINED_CHECKPOINT = REPO_ROOT / "checkpoints" / "ddpm_fashion16.pt"
+
+
+def find_checkpoint(expected_config=None, candidates=(RUN_CHECKPOINT, PRETRAINED_CHECKPOINT)):
+    """Return (path, reason) of the first candidate that exists, reads and has ``expected_config``
+    (default: ``default_config()``); (None, reasons) when none fits."""
+    expected_config = expected_config or default_config()
+    reasons = []
+    for path in map(Path, candidates):
+        try:
+            load_checkpoint(path, expected_config=expected_config)
+            return path, f"using {path}"
+        except (FileNotFoundError, ValueError, RuntimeError) as exc:
+            reasons.append(f"skipped {path}: {exc}")
+    return None, "\n".join(reasons)
+
+
+def load_pretrained(expected_config=None, candidates=(RUN_CHECKPOINT, PRETRAINED_CHECKPOINT), device="cpu",
+                    verbose=True):
+    """Load the EMA weights of the first fitting checkpoint (see ``find_checkpoint``) into a UNet.
+
+    Returns (model in eval mode on ``device``, its ``DiffusionConfig``, the checkpoint dict without weights).
+    """
+    path, reason = find_checkpoint(expected_config, candidates)
+    if path is None:
+        raise FileNotFoundError(f"no usable checkpoint found:\n{reason}\nRun notebook 05 to train one.")
+    ckpt = load_checkpoint(path, map_location="cpu")
+    config = DiffusionConfig.from_dict(ckpt["config"])
+    model = UNet(config.model)
+    model.load_state_dict(ckpt["ema"]["shadow"])
+    if verbose:
+        print(f"{reason} (step {ckpt['step']}, trained {ckpt.get('history', {}).get('train_seconds', 0):.0f} s)")
+    info = {k: v for k, v in ckpt.items() if k not in ("model", "ema", "optimizer")}
+    return model.to(device).eval(), config, info

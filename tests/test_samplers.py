@@ -1,0 +1,184 @@
+"""Samplers: the reverse mean and variance, step counts, determinism, DDIM, guidance, and exact recovery
+of a single data point with an oracle noise model."""
+import pytest
+import torch
+from torch import nn
+
+from course_utils import (
+    ddim_invert, ddim_sample_loop, ddim_sigma, ddim_timesteps, extract, make_schedule, p_mean_variance,
+    p_sample, p_sample_loop, predict_noise, q_posterior_mean_variance, q_sample, UNet, UNetConfig,
+)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models: one thread is as fast and avoids OpenMP waits when other jobs share the CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+T = 20
+
+
+@pytest.fixture(scope="module")
+def schedule():
+    return make_schedule("cosine", T)
+
+
+class Oracle(nn.Module):
+    """The perfect noise model when the data is one point x_star: noise = (x_t - sqrt(abar_t) x_star) / sqrt(1 - abar_t)."""
+
+    def __init__(self, schedule, x_star):
+        super().__init__()
+        self.schedule = schedule
+        self.register_buffer("x_star", x_star)
+        self.calls = 0
+
+    def forward(self, x, t, y=None):
+        self.calls += 1
+        abar = extract(self.schedule.alphas_cumprod, t, x)
+        return (x - abar.sqrt() * self.x_star) / (1 - abar).sqrt()
+
+
+class Const(nn.Module):
+    """Predicts the same noise everywhere: DDIM inversion is then exactly undone by DDIM sampling."""
+
+    def __init__(self, value):
+        super().__init__()
+        self.register_buffer("value", value)
+
+    def forward(self, x, t, y=None):
+        return self.value.expand_as(x)
+
+
+class Labelled(nn.Module):
+    """noise_pred = label value (the null label 10 gives 10): makes the guidance formula visible."""
+
+    config = UNetConfig(num_classes=10, base_channels=8, num_groups=4)
+
+    def forward(self, x, t, y=None):
+        return torch.zeros_like(x) + y.float().reshape(-1, 1, 1, 1)
+
+
+def tiny_unet():
+    torch.manual_seed(0)
+    return UNet(UNetConfig(image_size=8, base_channels=8, channel_mults=(1, 2), num_groups=4, time_embed_dim=16))
+
+
+def x_star():
+    return torch.linspace(-0.9, 0.9, 16).reshape(1, 1, 4, 4)
+
+
+def test_p_mean_variance_is_posterior_at_x0_pred_and_equals_noise_form(schedule):
+    model = tiny_unet()
+    x_t, t = torch.randn(3, 1, 8, 8), torch.tensor([1, 10, 19])
+    out = p_mean_variance(model, schedule, x_t, t, clip_x0=False)
+    mean, var = q_posterior_mean_variance(schedule, out["x_0_pred"], x_t, t)
+    torch.testing.assert_close(out["mean"], mean)
+    torch.testing.assert_close(out["variance"], var)
+    beta, abar, alpha = (extract(a, t, x_t) for a in (schedule.betas, schedule.alphas_cumprod, schedule.alphas))
+    eps_form = (x_t - beta / (1 - abar).sqrt() * out["noise_pred"]) / alpha.sqrt()  # Ho et al. eq. 11
+    torch.testing.assert_close(out["mean"], eps_form, atol=1e-4, rtol=1e-4)
+    beta_var = p_mean_variance(model, schedule, x_t, t, variance="beta")["variance"]
+    torch.testing.assert_close(beta_var, beta)
+    with pytest.raises(ValueError, match="'posterior' or 'beta'"):
+        p_mean_variance(model, schedule, x_t, t, variance="learned")
+
+
+def test_clipping_keeps_x0_pred_in_range(schedule):
+    model = tiny_unet()
+    x_t, t = 5 * torch.randn(2, 1, 8, 8), torch.tensor([19, 19])
+    assert p_mean_variance(model, schedule, x_t, t, clip_x0=True)["x_0_pred"].abs().max() <= 1.0
+    assert p_mean_variance(model, schedule, x_t, t, clip_x0=False)["x_0_pred"].abs().max() > 1.0
+
+
+def test_p_sample_adds_no_noise_at_t0(schedule):
+    model = tiny_unet()
+    x_t = torch.randn(2, 1, 8, 8)
+    a, _ = p_sample(model, schedule, x_t, torch.tensor([0, 5]), generator=torch.Generator().manual_seed(1))
+    b, _ = p_sample(model, schedule, x_t, torch.tensor([0, 5]), generator=torch.Generator().manual_seed(2))
+    torch.testing.assert_close(a[0], b[0])  # t = 0: the mean, whatever the seed
+    assert not torch.allclose(a[1], b[1])
+    mean, _ = p_sample(model, schedule, x_t, torch.tensor([0, 5]), add_noise=False)
+    torch.testing.assert_close(mean[0], a[0])
+
+
+def test_p_sample_loop_takes_exactly_T_steps_and_is_seeded(schedule):
+    oracle = Oracle(schedule, x_star())
+    a = p_sample_loop(oracle, schedule, (2, 1, 4, 4), generator=torch.Generator().manual_seed(0), progress=False)
+    assert oracle.calls == T and a.shape == (2, 1, 4, 4)
+    model = tiny_unet()
+    runs = [p_sample_loop(model, schedule, (2, 1, 8, 8), generator=torch.Generator().manual_seed(s), progress=False)
+            for s in (3, 3, 4)]
+    torch.testing.assert_close(runs[0], runs[1])
+    assert not torch.allclose(runs[0], runs[2])
+    assert model.training, "the sampler puts the model back in training mode when done"
+
+
+def test_trajectory(schedule):
+    x_0, traj = p_sample_loop(tiny_unet(), schedule, (1, 1, 8, 8), progress=False, return_trajectory_every=10)
+    assert traj["t"] == [19, 9, 0]
+    torch.testing.assert_close(traj["x_t"][-1], x_0)
+
+
+@pytest.mark.parametrize("variance", ["posterior", "beta"])
+def test_ancestral_sampler_recovers_single_point_with_oracle(schedule, variance):
+    x_0 = p_sample_loop(Oracle(schedule, x_star()), schedule, (3, 1, 4, 4), progress=False, variance=variance)
+    torch.testing.assert_close(x_0, x_star().expand(3, 1, 4, 4), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("eta", [0.0, 1.0])
+def test_ddim_recovers_single_point_with_oracle(schedule, eta):
+    oracle = Oracle(schedule, x_star())
+    x_0 = ddim_sample_loop(oracle, schedule, (3, 1, 4, 4), n_steps=10, eta=eta, progress=False)
+    assert oracle.calls == 10
+    torch.testing.assert_close(x_0, x_star().expand(3, 1, 4, 4), atol=1e-5, rtol=0)
+
+
+def test_ddim_timesteps():
+    assert ddim_timesteps(1000, 5).tolist() == [0, 250, 500, 749, 999]
+    assert ddim_timesteps(50, 50).tolist() == list(range(50))
+    with pytest.raises(ValueError, match="between 1 and T=50"):
+        ddim_timesteps(50, 51)
+
+
+def test_ddim_eta1_consecutive_variance_is_posterior_variance(schedule):
+    for t in range(1, T):
+        assert ddim_sigma(schedule, t, t - 1, 1.0) ** 2 == pytest.approx(schedule.posterior_variance[t].item(), rel=1e-9)
+    assert ddim_sigma(schedule, 10, 9, 0.0) == 0
+
+
+def test_ddim_eta0_is_deterministic_and_eta1_is_not(schedule):
+    model, x_T = tiny_unet(), torch.randn(2, 1, 8, 8)
+    a = ddim_sample_loop(model, schedule, x_T.shape, 7, eta=0.0, x_T=x_T, progress=False)
+    b = ddim_sample_loop(model, schedule, x_T.shape, 7, eta=0.0, x_T=x_T, generator=torch.Generator().manual_seed(9),
+                         progress=False)
+    torch.testing.assert_close(a, b)
+    c = ddim_sample_loop(model, schedule, x_T.shape, 7, eta=1.0, x_T=x_T, generator=torch.Generator().manual_seed(9),
+                         progress=False)
+    assert not torch.allclose(a, c)
+
+
+def test_ddim_inversion_round_trip(schedule):
+    model = Const(0.3 * torch.randn(1, 1, 4, 4))
+    x_0 = x_star().repeat(2, 1, 1, 1)
+    x_T = ddim_invert(model, schedule, x_0, n_steps=12, progress=False)
+    back = ddim_sample_loop(model, schedule, x_0.shape, 12, x_T=x_T, clip_x0=False, progress=False)
+    torch.testing.assert_close(back, x_0, atol=1e-4, rtol=0)
+
+
+def test_classifier_free_guidance_formula():
+    model = Labelled()
+    x, t, y = torch.zeros(2, 1, 2, 2), torch.tensor([3, 3]), torch.tensor([2, 4])
+    for s in (0.0, 1.0, 3.0):  # noise_uncond + s (noise_cond - noise_uncond), noise_uncond = 10
+        out = predict_noise(model, x, t, y, guidance_scale=s)
+        expected = (10 + s * (y.float() - 10)).reshape(-1, 1, 1, 1).expand_as(x)
+        torch.testing.assert_close(out, expected)
+
+
+def test_q_sample_then_oracle_gives_back_the_noise(schedule):
+    noise, t = torch.randn(2, 1, 4, 4), torch.tensor([0, 19])
+    x_t = q_sample(schedule, x_star().repeat(2, 1, 1, 1), t, noise)
+    torch.testing.assert_close(Oracle(schedule, x_star())(x_t, t), noise, atol=1e-4, rtol=0)
