@@ -28,6 +28,16 @@ from .diffusion import (
 )
 from .models import Attention, ResBlock, UNet, UNetConfig, autocast_for, count_parameters, sinusoidal_embedding
 from .plotting import animate_grids, image_grid, plot_schedules, set_lecture_style, show_images
+from .score import (
+    GaussianMixture,
+    ToyNoiseMLP,
+    corrector_step_size,
+    langevin_dynamics,
+    noise_from_score,
+    pc_sample_loop,
+    score_from_noise,
+    train_toy_noise_model,
+)
 from .pretrained import PRETRAINED_CHECKPOINT, REPO_ROOT, RUN_CHECKPOINT, find_checkpoint, load_pretrained
 from .samplers import (
     ddim_invert,
@@ -66,6 +76,9 @@ __all__ = [
     # data
     "FASHION_MNIST_CLASSES", "DEBIAN_FASHION_MNIST_DIR", "DatasetNotFoundError", "default_data_root",
     "prepare_fashion_mnist", "fashion_mnist", "fashion_mnist_loader", "to_minus_one_one",
+    # score (notebook 08)
+    "score_from_noise", "noise_from_score", "GaussianMixture", "ToyNoiseMLP", "train_toy_noise_model",
+    "langevin_dynamics", "corrector_step_size", "pc_sample_loop",
     # plotting
     "set_lecture_style", "image_grid", "show_images", "plot_schedules", "animate_grids",
     # models

@@ -199,7 +199,7 @@ def corrector_step_size(score, z, alpha_t, snr):
 
 
 def pc_sample_loop(model, schedule, shape, n_corrector=1, snr=0.16, generator=None, progress=True, x_T=None, **kw):
-    """Predictor-corrector sampling (Song et al. 2021, Alg. 2 and 5, VP SDE): T (1 + n_corrector) model calls.
+    """Predictor-corrector sampling (Song et al. 2021, Alg. 3 and 5, VP SDE): T (1 + n_corrector) model calls.
 
     From x_T ~ N(0, I), at each t = T-1, ..., 0: ``n_corrector`` Langevin steps with the score of q_t,
     x <- x + e score + sqrt(2 e) z, e = ``corrector_step_size`` (alpha_t = ``alphas[t]``); then one
