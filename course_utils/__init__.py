@@ -27,6 +27,19 @@ from .diffusion import (
     q_sample_iterative,
 )
 from .models import Attention, ResBlock, UNet, UNetConfig, autocast_for, count_parameters, sinusoidal_embedding
+from .metrics import (
+    N_REFERENCE,
+    class_histogram,
+    classifier_features,
+    classifier_probs,
+    confident_share,
+    feature_stats,
+    fid,
+    frechet_distance,
+    load_classifier,
+    reference_images,
+    sample_quality,
+)
 from .plotting import animate_grids, image_grid, plot_schedules, set_lecture_style, show_images
 from .score import (
     GaussianMixture,
@@ -79,6 +92,9 @@ __all__ = [
     # score (notebook 08)
     "score_from_noise", "noise_from_score", "GaussianMixture", "ToyNoiseMLP", "train_toy_noise_model",
     "langevin_dynamics", "corrector_step_size", "pc_sample_loop",
+    # metrics
+    "load_classifier", "classifier_features", "classifier_probs", "feature_stats", "frechet_distance", "fid",
+    "confident_share", "class_histogram", "reference_images", "sample_quality", "N_REFERENCE",
     # plotting
     "set_lecture_style", "image_grid", "show_images", "plot_schedules", "animate_grids",
     # models
