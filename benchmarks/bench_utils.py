@@ -1,0 +1,103 @@
+"""What the three benchmark scripts share: the machine, FLOPs and peak, the metric's reference numbers, tables.
+
+Not part of ``course_utils``: the course code lives there; this file only measures it.
+"""
+import platform
+import time
+from datetime import date
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+import course_utils as cu
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def machine():
+    """One line naming the processor (or GPU), its cores and torch's threads."""
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)} (CUDA), torch {torch.__version__}"
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+
+
+def sync(device):
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def forward_flops(model, *inputs):
+    """FLOPs (2 per multiply-add) of one forward pass, counted by torch.utils.flop_counter (convs, matmuls, attention)."""
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(*inputs)
+    return counter.get_total_flops()
+
+
+def peak_matmul_gflops(device, dtype, n=2048, seconds=2.0):
+    """Measured GFLOP/s of an n x n x n matmul (2 n^3 FLOPs) in ``dtype``: the machine's practical peak."""
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    a @ b  # warm-up
+    sync(device)
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        count += 1
+        sync(device)
+    return 2 * n**3 * count / (time.perf_counter() - start) / 1e9
+
+
+def reference_numbers(n):
+    """The protocol's floor and ceiling for N = n samples against the 2,000 reference test images.
+
+    floor: n real test images outside the reference; ceiling: n images of pure Gaussian noise,
+    clamped to [-1, 1] as samples are; halves: test images 0-4,999 against 5,000-9,999 (large-N floor).
+    """
+    real = cu.reference_images()
+    generator = torch.Generator().manual_seed(0)
+    noise = torch.randn((n, 1, 16, 16), generator=generator).clamp(-1, 1)
+    return {
+        "floor": cu.sample_quality(real[cu.N_REFERENCE:cu.N_REFERENCE + n])["fid"],
+        "ceiling": cu.sample_quality(noise)["fid"],
+        "halves": cu.fid(real[:5000], real[5000:]),
+    }
+
+
+def quality_columns(samples):
+    """FID, confident share, class entropy (nats, max log 10 = 2.30) and rarest class share of samples."""
+    q = cu.sample_quality(samples)
+    return {"FID": f"{q['fid']:.2f}", "confident": f"{q['confident_share']:.2f}",
+            "class entropy": f"{q['class_entropy']:.2f}", "min class": f"{q['min_class_share']:.3f}"}
+
+
+def markdown_table(rows):
+    """Rows (dicts with the same keys) as a GitHub markdown table."""
+    keys = list(rows[0])
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(str(row[k]) for k in keys) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_results(name, title, protocol, rows, notes=()):
+    """Print a markdown section (title, date, machine, protocol, table, notes) and write it to results/<name>.md."""
+    text = "\n".join([
+        f"#### {title}", "",
+        f"Measured {date.today().isoformat()} on {machine()}.", "",
+        f"Protocol: {protocol}", "",
+        markdown_table(rows), "",
+        *[f"- {note}" for note in notes],
+    ]).rstrip() + "\n"
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{name}.md").write_text(text)
+    print("\n" + text + f"(written to {RESULTS / (name + '.md')})")
+    return text

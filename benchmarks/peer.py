@@ -1,0 +1,117 @@
+"""Side by side with a peer library, denoising-diffusion-pytorch: same data, resolution, T, budget, NFE and metric.
+
+    flock /tmp/cpu.lock .venv/bin/python benchmarks/peer.py --minutes 3
+
+Install the peer without letting pip replace the project's torch (it is NOT in requirements.txt):
+
+    .venv/bin/pip freeze | grep -E '^(torch|torchvision|numpy|scipy|pillow|tqdm)==' > /tmp/constraints.txt
+    .venv/bin/pip install -c /tmp/constraints.txt einops ema-pytorch accelerate
+    .venv/bin/pip install --no-deps denoising-diffusion-pytorch
+
+Both models train for ``--minutes`` of training-step time on the 60,000 Fashion-MNIST training images
+at 16x16 (no labels: ours is the default U-Net made unconditional, num_classes=None), with T = the
+course's default T and batch 128, then draw ``--n-samples`` samples with DDIM (eta = 0) in ``--steps``
+network evaluations, scored by course_utils.sample_quality. The peer keeps its own defaults otherwise:
+Unet(dim=32, dim_mults=(1, 2, 4, 8)) (dim matches our base width; the library has no default dim),
+GaussianDiffusion (sigmoid schedule, v-prediction), float32, and its Trainer's optimiser settings:
+Adam(lr=1e-4, betas=(0.9, 0.99)), gradient norm clipped at 1, EMA(beta=0.995, update_every=10).
+"""
+import argparse
+import dataclasses
+import sys
+import time
+
+import torch
+
+import course_utils as cu
+from bench_utils import quality_columns, reference_numbers, sync, write_results
+from course_utils.models import count_parameters
+from course_utils.training import default_config
+from train_quality import timed_sample, train_for
+
+INSTALL = __doc__.split("(it is NOT in requirements.txt):")[1].split("Both models")[0]
+
+
+def train_peer(images, T, steps, minutes, batch_size, device, seed=0):
+    """The peer's Unet + GaussianDiffusion trained as its Trainer would; returns (EMA model, parameters, steps, images/s)."""
+    from denoising_diffusion_pytorch import GaussianDiffusion, Unet
+    from ema_pytorch import EMA
+
+    torch.manual_seed(seed)
+    unet = Unet(dim=32, channels=1)
+    diffusion = GaussianDiffusion(unet, image_size=images.shape[-1], timesteps=T, sampling_timesteps=steps).to(device)
+    optimizer = torch.optim.Adam(diffusion.parameters(), lr=1e-4, betas=(0.9, 0.99))
+    ema = EMA(diffusion, beta=0.995, update_every=10).to(device)
+    data = (images + 1) / 2  # the peer normalises [0, 1] -> [-1, 1] itself (auto_normalize=True)
+    generator = torch.Generator().manual_seed(seed)
+    step, seconds = 0, 0.0
+    while seconds < 60 * minutes:
+        start = time.perf_counter()
+        x = data[torch.randint(0, len(data), (batch_size,), generator=generator)].to(device)
+        loss = diffusion(x)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(diffusion.parameters(), 1.0)
+        optimizer.step()
+        ema.update()
+        sync(device)
+        seconds += time.perf_counter() - start
+        step += 1
+    return ema.ema_model.eval(), count_parameters(unet), step, step * batch_size / seconds
+
+
+def sample_peer(diffusion, n, device, batch_size=500):
+    sync(device)
+    start = time.perf_counter()
+    out = [diffusion.sample(batch_size=min(batch_size, n - i)).cpu() for i in range(0, n, batch_size)]
+    sync(device)
+    return torch.cat(out) * 2 - 1, time.perf_counter() - start
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=float, default=3.0, help="training time budget per model (default 3)")
+    parser.add_argument("--n-samples", type=int, default=500)
+    parser.add_argument("--steps", type=int, default=25, help="DDIM steps = network evaluations (default 25)")
+    args = parser.parse_args()
+    try:
+        import denoising_diffusion_pytorch  # noqa: F401
+    except ImportError:
+        sys.exit("benchmarks/peer.py needs denoising-diffusion-pytorch, which is not in requirements.txt. "
+                 "Install it without touching torch:\n" + INSTALL)
+
+    device = cu.get_device()
+    base = default_config()
+    config = dataclasses.replace(base, model=dataclasses.replace(base.model, num_classes=None))
+    model, steps_ours, ips_ours = train_for(config, args.minutes, device)
+    samples_ours, sample_s_ours = timed_sample(model, config, args.n_samples, "ddim", args.steps, device)
+    images = cu.fashion_mnist(train=True, image_size=config.image_size).tensors[0]
+    peer, params_peer, steps_peer, ips_peer = train_peer(images, config.T, args.steps, args.minutes,
+                                                         config.batch_size, device)
+    samples_peer, sample_s_peer = sample_peer(peer, args.n_samples, device)
+
+    ours = {"model": "course_utils (ours)", "parameters": f"{count_parameters(model) / 1e6:.2f} M",
+            "steps": steps_ours, "train img/s": f"{ips_ours:.0f}", "sampler": f"DDIM-{args.steps}",
+            "sampling": f"{sample_s_ours:.1f} s", **quality_columns(samples_ours)}
+    theirs = {"model": "denoising-diffusion-pytorch", "parameters": f"{params_peer / 1e6:.2f} M",
+              "steps": steps_peer, "train img/s": f"{ips_peer:.0f}", "sampler": f"DDIM-{args.steps}",
+              "sampling": f"{sample_s_peer:.1f} s", **quality_columns(samples_peer)}
+    ratio = {"model": "ratio ours / peer", "parameters": "", "steps": "",
+             "train img/s": f"{ips_ours / ips_peer:.2f}", "sampler": "",
+             "sampling": f"{sample_s_ours / sample_s_peer:.2f}",
+             "FID": f"{float(ours['FID']) / float(theirs['FID']):.2f}", "confident": "", "class entropy": "",
+             "min class": ""}
+    ref = reference_numbers(args.n_samples)
+    protocol = (f"{args.minutes:g} min of training-step time each, batch {config.batch_size}, T={config.T}, 16x16, "
+                f"{args.n_samples} DDIM samples (eta 0, {args.steps} network evaluations) scored against the first "
+                f"{cu.N_REFERENCE} test images (course_utils.sample_quality).")
+    notes = [f"Real-vs-real floor for N={args.n_samples}: {ref['floor']:.2f}; pure noise: {ref['ceiling']:.1f}.",
+             f"Ours: default_config() with num_classes=None ({config.schedule} schedule, noise prediction, "
+             "bfloat16 autocast on CPU). Peer: its defaults (sigmoid schedule, v-prediction, float32), "
+             "Unet(dim=32), Adam 1e-4, EMA 0.995 every 10 steps."]
+    write_results(f"peer_{args.minutes:g}min_{device.type}", f"Ours against denoising-diffusion-pytorch, "
+                  f"{args.minutes:g} minutes", protocol, [ours, theirs, ratio], notes)
+
+
+if __name__ == "__main__":
+    main()
