@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 from course_utils import (
-    UNet, UNetConfig, ddim_sigma, ddim_step, extract, make_schedule, p_sample, predict_noise,
+    DiffusionConfig, GaussianMixture, UNet, UNetConfig, ddim_sigma, ddim_step, extract, make_schedule, p_sample,
+    predict_noise, train,
 )
 
 
@@ -96,3 +97,46 @@ def test_guidance_scale_is_one_plus_ho_salimans_w():
             guided = predict_noise(model, x_t, t, y, guidance_scale=1 + w)
             torch.testing.assert_close(guided, (1 + w) * noise_cond - w * noise_uncond, atol=2e-2, rtol=2e-2)
         torch.testing.assert_close(predict_noise(model, x_t, t, y, guidance_scale=0.0), noise_uncond, atol=2e-2, rtol=2e-2)
+
+
+class LabelRecorder(UNet):
+    """A tiny U-Net that remembers every label batch it was trained on."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.seen = []
+
+    def forward(self, x, t, y=None):
+        self.seen.append(y.clone())
+        return super().forward(x, t, y)
+
+
+@pytest.mark.parametrize("p_uncond", [0.0, 0.3])
+def test_label_dropout_replaces_a_share_p_uncond_by_the_null_label(p_uncond):
+    tiny = UNetConfig(image_size=8, base_channels=8, channel_mults=(1, 2), num_groups=4, time_embed_dim=16,
+                      attention=False, num_classes=3)
+    config = DiffusionConfig(image_size=8, T=20, model=tiny, batch_size=64, warmup_steps=2, p_uncond=p_uncond)
+    model = LabelRecorder(tiny)
+    images, labels = torch.rand(256, 1, 8, 8) * 2 - 1, torch.randint(0, 3, (256,))
+    train(config, model=model, data=(images, labels), n_steps=20, progress=False)
+    seen = torch.cat(model.seen)
+    assert seen.numel() == 20 * 64 and seen.min() >= 0 and seen.max() <= 3
+    # 1,280 labels: the share of null labels (3) has a standard deviation of 0.013 around p_uncond
+    assert abs((seen == 3).float().mean().item() - p_uncond) < 0.05
+    assert ((seen == 3).float().mean().item() > 0) == (p_uncond > 0)
+
+
+@pytest.mark.parametrize("w", [0.0, 1.0, 4.0])
+def test_guided_score_is_bayes_with_a_sharpened_classifier(w):
+    """(1 + w) score(x | y) - w score(x) = score(x) + (1 + w) grad log q_t(y | x), with each class one mixture component."""
+    mixture = GaussianMixture([[-1.0, 0.0], [1.0, 0.5], [0.0, 2.0]], [0.4, 0.6, 0.3], [0.5, 0.3, 0.2])
+    noised = mixture.noised(0.6)
+    x = torch.randn(50, 2, dtype=torch.float64).requires_grad_()
+    y = torch.randint(0, 3, (50,))
+    log_q_y_given_x = noised.responsibilities(x).log()[torch.arange(50), y]  # q_t(y | x): the posterior weight of class y
+    (classifier_grad,) = torch.autograd.grad(log_q_y_given_x.sum(), x)
+    x = x.detach()
+    score_uncond = noised.score(x)
+    score_cond = torch.stack([GaussianMixture(noised.means[k : k + 1], noised.stds[k : k + 1], [1.0]).score(x[i : i + 1])[0]
+                              for i, k in enumerate(y.tolist())])
+    torch.testing.assert_close((1 + w) * score_cond - w * score_uncond, score_uncond + (1 + w) * classifier_grad)
