@@ -53,6 +53,17 @@ class Const(nn.Module):
         return self.value.expand_as(x)
 
 
+class Smooth(nn.Module):
+    """A smooth, nonlinear stand-in for a network (elementwise, so no bfloat16 rounding under autocast)."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("scale", torch.tensor(1.5))
+
+    def forward(self, x, t, y=None):
+        return torch.tanh(self.scale * x) + 0.01 * t.float().reshape(-1, 1, 1, 1)
+
+
 class Labelled(nn.Module):
     """noise_pred = label value (the null label 10 gives 10): makes the guidance formula visible."""
 
@@ -182,3 +193,15 @@ def test_q_sample_then_oracle_gives_back_the_noise(schedule):
     noise, t = torch.randn(2, 1, 4, 4), torch.tensor([0, 19])
     x_t = q_sample(schedule, x_star().repeat(2, 1, 1, 1), t, noise)
     torch.testing.assert_close(Oracle(schedule, x_star())(x_t, t), noise, atol=1e-4, rtol=0)
+
+
+def test_ddim_eta1_on_all_steps_is_ancestral_sampling(schedule):
+    """eta = 1 with n_steps = T: sigma^2 = beta_tilde_t and the mean is the posterior mean at x_0_pred, so
+    DDIM and Algorithm 2 give the same samples from the same random numbers (clipped or not)."""
+    model = Smooth()
+    for clip in (True, False):
+        ddpm = p_sample_loop(model, schedule, (2, 1, 8, 8), generator=torch.Generator().manual_seed(4),
+                             clip_x0=clip, progress=False)
+        ddim = ddim_sample_loop(model, schedule, (2, 1, 8, 8), n_steps=T, eta=1.0,
+                                generator=torch.Generator().manual_seed(4), clip_x0=clip, progress=False)
+        torch.testing.assert_close(ddim, ddpm, atol=1e-5, rtol=1e-5)

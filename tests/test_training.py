@@ -124,3 +124,19 @@ def test_keyboard_interrupt_keeps_the_model_and_saves(tmp_path):
                    callback=interrupt, callback_every=3)
     assert result.step == 3 and result.history["interrupted"]
     assert load_checkpoint(path)["step"] == 3
+
+
+def test_elbo_term_is_weighted_noise_error():
+    """KL(q(x_{t-1}|x_t,x_0) || p_theta(x_{t-1}|x_t)) with equal variance sigma^2 = beta_t is
+    ||mu_tilde - mu_theta||^2 / (2 sigma^2) = beta_t^2 / (2 sigma^2 alpha_t (1 - abar_t)) ||noise - noise_pred||^2."""
+    from course_utils import p_mean_variance, q_posterior_mean_variance, q_sample
+
+    schedule, model = make_schedule("cosine", 20), UNet(TINY)
+    x_0, noise, t = torch.rand(3, 1, 8, 8) * 2 - 1, torch.randn(3, 1, 8, 8), torch.tensor([1, 9, 15])
+    x_t = q_sample(schedule, x_0, t, noise)
+    out = p_mean_variance(model, schedule, x_t, t, clip_x0=False)
+    mu_tilde, _ = q_posterior_mean_variance(schedule, x_0, x_t, t)
+    beta, alpha, abar = (a[t].float() for a in (schedule.betas, schedule.alphas, schedule.alphas_cumprod))
+    kl = ((mu_tilde - out["mean"]) ** 2).flatten(1).sum(1) / (2 * beta)
+    weighted = beta**2 / (2 * beta * alpha * (1 - abar)) * ((noise - out["noise_pred"]) ** 2).flatten(1).sum(1)
+    torch.testing.assert_close(kl, weighted, rtol=1e-3, atol=1e-5)

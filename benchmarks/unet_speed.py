@@ -1,0 +1,69 @@
+"""Measure training images/s and sampling cost of candidate U-Nets on this machine (benchmarks/DEFAULTS.md).
+
+Run under the CPU lock on a shared machine: flock /tmp/cpu.lock .venv/bin/python benchmarks/unet_speed.py
+"""
+import argparse
+import time
+
+import torch
+
+import course_utils as cu
+
+
+def measure(config, device, autocast, steps=10, batch_size=128):
+    """(train images/s, ms per forward of 64 images) for UNet(config) with or without bf16 autocast."""
+    model = cu.UNet(config).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    x = torch.randn(batch_size, 1, config.image_size, config.image_size, device=device)
+    t = torch.randint(0, 500, (batch_size,), device=device)
+
+    def train_step():
+        with cu.autocast_for(device, enabled=autocast):
+            noise_pred = model(x, t)
+        loss = (noise_pred.float() - x).pow(2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    for _ in range(3):
+        train_step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        train_step()
+    images_per_s = steps * batch_size / (time.perf_counter() - start)
+    model.eval()
+    with torch.inference_mode(), cu.autocast_for(device, enabled=autocast):
+        for _ in range(3):
+            model(x[:64], t[:64])
+        start = time.perf_counter()
+        for _ in range(20):
+            model(x[:64], t[:64])
+    return images_per_s, (time.perf_counter() - start) / 20 * 1000
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--steps", type=int, default=10)
+    args = parser.parse_args()
+    device = cu.get_device()
+    candidates = [
+        dict(image_size=16, base_channels=32, num_res_blocks=1),
+        dict(image_size=16, base_channels=32, num_res_blocks=2),
+        dict(image_size=16, base_channels=48, num_res_blocks=1),
+        dict(image_size=16, base_channels=64, num_res_blocks=1),
+        dict(image_size=16, base_channels=32, num_res_blocks=1, attention=False),
+        dict(image_size=28, base_channels=32, num_res_blocks=1),
+    ]
+    print("| image size | base | res blocks | attention | params | autocast | train images/s | ms / forward of 64 |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for kw in candidates:
+        config = cu.UNetConfig(num_classes=10, **kw)
+        for autocast in (True, False):
+            images_per_s, ms = measure(config, device, autocast, steps=args.steps)
+            print(f"| {config.image_size} | {config.base_channels} | {config.num_res_blocks} | {config.attention} | "
+                  f"{cu.count_parameters(cu.UNet(config)) / 1e6:.2f}M | {'bf16' if autocast else 'fp32'} | "
+                  f"{images_per_s:.0f} | {ms:.1f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
