@@ -62,6 +62,7 @@ def save_checkpoint(path, config, step, model=None, ema=None, optimizer=None, **
         if obj is not None:
             payload[key] = obj.state_dict()
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.chmod(tmp, 0o644)  # mkstemp makes the file private (0600); a checkpoint is an ordinary file
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(payload, f)
