@@ -4,7 +4,8 @@
     flock /tmp/cpu.lock .venv/bin/python benchmarks/samplers.py --checkpoint runs/ddpm_fashion.pt
 
 Loads the EMA weights with course_utils.load_pretrained (by default the checkpoint that notebook 06
-uses), draws ``--n-samples`` unconditional samples (null label) with each sampler from the same seed,
+uses), draws ``--n-samples`` samples with each sampler from the same seed (for the class-conditional
+default: unconditional with the null label, and class-conditional with balanced labels),
 and scores them with course_utils.sample_quality. Rows: DDPM ancestral sampling (Algorithm 2, T
 evaluations), DDIM with eta = 0 (deterministic) and eta = 1 (stochastic, strided) at fewer steps.
 The table is also written to benchmarks/results/samplers_<device>.md.
@@ -25,6 +26,8 @@ def main():
     parser.add_argument("--n-samples", type=int, default=500)
     parser.add_argument("--ddim-steps", type=int, nargs="+", default=[10, 25, 50, 100])
     parser.add_argument("--no-ddpm", action="store_true", help="skip the (slow) full ancestral sampler")
+    parser.add_argument("--labels", choices=["null", "balanced", "both"], default="both",
+                        help="a class-conditional model: sample with the null label, class-balanced labels, or both")
     args = parser.parse_args()
 
     device = cu.get_device()
@@ -34,22 +37,29 @@ def main():
     else:
         model, config, info = load_pretrained(device=device)
     runs = [("ddim", n) for n in args.ddim_steps] + ([] if args.no_ddpm else [("ddpm", config.T)])
-    rows = []
-    for sampler, steps in runs:
-        samples, seconds = timed_sample(model, config, args.n_samples, sampler, steps, device)
-        name = "DDPM ancestral" if sampler == "ddpm" else "DDIM, eta 0"
-        rows.append({"sampler": name, "NFE": steps, "wall time": f"{seconds:.1f} s",
-                     "ms / image": f"{1000 * seconds / args.n_samples:.1f}", **quality_columns(samples)})
-        print(rows[-1], flush=True)
+    label_modes = {"null": [False], "balanced": [True], "both": [False, True]}[args.labels]
+    if config.model.num_classes is None:
+        label_modes = [False]
     ref = reference_numbers(args.n_samples)
-    notes = [f"Real-vs-real floor for N={args.n_samples}: {ref['floor']:.2f}; pure noise: {ref['ceiling']:.1f}."]
-    if not args.no_ddpm:
-        full = float(rows[-1]["FID"])
-        notes += [f"FID of DDIM-{n} / full ancestral: {float(r['FID']) / full:.2f}"
-                  for (s, n), r in zip(runs, rows) if s == "ddim"]
+    rows, notes = [], [f"Real-vs-real floor for N={args.n_samples}: {ref['floor']:.2f}; pure noise: {ref['ceiling']:.1f}."]
+    for balanced in label_modes:
+        labels = "class-balanced labels" if balanced else "null label (unconditional)"
+        for sampler, steps in runs:
+            samples, seconds = timed_sample(model, config, args.n_samples, sampler, steps, device, balanced)
+            name = "DDPM ancestral" if sampler == "ddpm" else "DDIM, eta 0"
+            quality = quality_columns(samples)
+            rows.append({"labels": labels, "sampler": name, "NFE": steps, "wall time": f"{seconds:.1f} s",
+                         "ms / image": f"{1000 * seconds / args.n_samples:.1f}", **quality,
+                         "FID / floor": f"{float(quality['FID']) / ref['floor']:.2f}"})
+            print(rows[-1], flush=True)
+        if not args.no_ddpm:
+            mine = [r for r in rows if r["labels"] == labels]
+            full = float(mine[-1]["FID"])
+            notes += [f"{labels}: FID of DDIM-{r['NFE']} / full ancestral: {float(r['FID']) / full:.2f}"
+                      for r in mine[:-1]]
     protocol = (f"checkpoint trained {info.get('history', {}).get('train_seconds', 0) / 60:.1f} min "
-                f"({info['step']} steps, T={config.T}, {config.schedule} schedule); {args.n_samples} unconditional "
-                f"samples per sampler from one seed, scored against the first {cu.N_REFERENCE} test images.")
+                f"({info['step']} steps, T={config.T}, {config.schedule} schedule); {args.n_samples} "
+                f"samples per sampler and label mode from one seed, scored against the first {cu.N_REFERENCE} test images.")
     write_results(f"samplers_{device.type}", "Samplers: FID and wall time against network evaluations",
                   protocol, rows, notes)
 

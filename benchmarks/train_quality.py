@@ -22,22 +22,29 @@ from course_utils.samplers import ddim_sample_loop, p_sample_loop
 from course_utils.training import default_config, train
 
 
-def sample(model, config, n, sampler, steps, device, seed=0, batch_size=500):
-    """n unconditional samples [n, 1, S, S]: ``sampler`` "ddpm" (T ancestral steps) or "ddim" (``steps``, eta = 0)."""
+def sample(model, config, n, sampler, steps, device, seed=0, batch_size=500, balanced=False):
+    """n samples [n, 1, S, S]: ``sampler`` "ddpm" (T ancestral steps) or "ddim" (``steps``, eta = 0).
+
+    Unconditional (the null label) by default; with ``balanced`` a class-conditional model gets the
+    labels 0, 1, ..., 9, 0, 1, ... (every class n/10 times, no guidance).
+    """
     schedule, generator, out = config.make_schedule(), torch.Generator().manual_seed(seed), []
     for start in range(0, n, batch_size):
         shape = (min(batch_size, n - start), 1, config.image_size, config.image_size)
+        kw = {}
+        if balanced:
+            kw = {"y": (torch.arange(start, start + shape[0]) % config.model.num_classes).to(device)}
         if sampler == "ddpm":
-            out.append(p_sample_loop(model, schedule, shape, generator=generator, progress=False).cpu())
+            out.append(p_sample_loop(model, schedule, shape, generator=generator, progress=False, **kw).cpu())
         else:
-            out.append(ddim_sample_loop(model, schedule, shape, steps, generator=generator, progress=False).cpu())
+            out.append(ddim_sample_loop(model, schedule, shape, steps, generator=generator, progress=False, **kw).cpu())
     return torch.cat(out)
 
 
-def timed_sample(model, config, n, sampler, steps, device):
+def timed_sample(model, config, n, sampler, steps, device, balanced=False):
     sync(device)
     start = time.perf_counter()
-    samples = sample(model, config, n, sampler, steps, device)
+    samples = sample(model, config, n, sampler, steps, device, balanced=balanced)
     sync(device)
     return samples, time.perf_counter() - start
 
