@@ -3,7 +3,7 @@
     flock /tmp/cpu.lock .venv/bin/python benchmarks/train_default.py --budget 780
 
 writes runs/train_default.pt (full, resumable), checkpoints/ddpm_fashion16.pt (EMA weights only)
-and checkpoints/ddpm_fashion16.json (config, how it was trained, timings), and saves a grid of
+and checkpoints/ddpm_fashion16.json (config, how it was trained, timings, FID), and saves a grid of
 64 samples to runs/train_default_samples.png.
 """
 import argparse
@@ -59,10 +59,23 @@ def main():
         "images_per_s": round(result.step * config.batch_size / history["train_seconds"], 1),
         "final_loss": round(sum(history["loss"][-10:]) / len(history["loss"][-10:]), 5),
         "sampling_seconds_64_images_T_steps": round(sample_seconds, 1),
-        "quality": "see benchmarks (FID is measured by the metrics helper's code once it exists)",
+        "quality": quality(result.ema_model, schedule, config),
     }
     out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps({k: v for k, v in record.items() if k != "config"}, indent=2))
+
+
+def quality(model, schedule, config, n=500, steps=50):
+    """FID etc. (cu.sample_quality) of n samples from DDIM with ``steps`` steps, with class-balanced and null labels."""
+    out = {"protocol": f"cu.sample_quality: {n} samples, DDIM {steps} steps (eta 0), seed 0, against the first 2000 "
+                       f"test images (classifier-feature FID; fid_floor = FID of {n} real test images)"}
+    device = next(model.parameters()).device
+    for name, y in [("class-balanced labels", torch.arange(n, device=device) % 10), ("null label", None)]:
+        x = cu.ddim_sample_loop(model, schedule, (n, 1, config.image_size, config.image_size), n_steps=steps,
+                                generator=torch.Generator().manual_seed(0), y=y, progress=False)
+        q = cu.sample_quality(x.cpu())
+        out[name] = {k: round(q[k], 3) for k in ("fid", "fid_floor", "confident_share", "class_entropy", "min_class_share")}
+    return out
 
 
 class _EmaWeights:
