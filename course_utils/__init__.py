@@ -26,7 +26,6 @@ from .diffusion import (
     q_sample,
     q_sample_iterative,
 )
-from .models import Attention, ResBlock, UNet, UNetConfig, autocast_for, count_parameters, sinusoidal_embedding
 from .metrics import (
     N_REFERENCE,
     class_histogram,
@@ -40,6 +39,7 @@ from .metrics import (
     reference_images,
     sample_quality,
 )
+from .models import Attention, ResBlock, UNet, UNetConfig, autocast_for, count_parameters, sinusoidal_embedding
 from .plotting import animate_grids, image_grid, plot_schedules, set_lecture_style, show_images
 from .score import (
     GaussianMixture,

@@ -59,7 +59,8 @@ def extract(coef, t, x):
     ``coef`` is a length-T schedule array, ``t`` is [B], ``x`` is [B, ...]; the result has
     x's dtype and device and shape [B] + [1] * (x.ndim - 1).
     """
-    out = coef.to(device=x.device)[t.to(x.device)].to(x.dtype)
+    # cast before moving: float64 schedules cannot live on Apple MPS, which has no float64
+    out = coef.to(dtype=x.dtype).to(device=x.device)[t.to(x.device)]
     return out.reshape(t.shape[0], *([1] * (x.ndim - 1)))
 
 

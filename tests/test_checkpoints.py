@@ -14,15 +14,6 @@ TINY = UNetConfig(image_size=8, base_channels=8, channel_mults=(1, 2), num_group
 CONFIG = DiffusionConfig(image_size=8, T=20, model=TINY)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one thread is as fast and avoids OpenMP waits when other jobs share the CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def saved(tmp_path, name="ckpt.pt", config=CONFIG, step=7):
     model = UNet(config.model)
     optimizer = torch.optim.AdamW(model.parameters())

@@ -6,14 +6,6 @@ import torch
 
 from course_utils import Attention, ResBlock, UNet, UNetConfig, count_parameters, sinusoidal_embedding
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one thread is as fast and avoids OpenMP waits when other jobs share the CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 TINY = dict(base_channels=8, channel_mults=(1, 2, 2), num_groups=4, time_embed_dim=16)
 
