@@ -19,7 +19,7 @@ import course_utils as cu
 from bench_utils import forward_flops, peak_matmul_gflops, quality_columns, reference_numbers, sync, write_results
 from course_utils.models import count_parameters
 from course_utils.samplers import ddim_sample_loop, p_sample_loop
-from course_utils.training import default_config, train
+from course_utils.training import DiffusionConfig, default_config, train
 
 
 def sample(model, config, n, sampler, steps, device, seed=0, batch_size=500, balanced=False):
@@ -66,10 +66,12 @@ def main():
     parser.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddpm", help="ddpm (the default sampler, T steps) or ddim")
     parser.add_argument("--save", default=None, help="keep the trained model as this checkpoint (for samplers.py)")
     parser.add_argument("--steps", type=int, default=25, help="DDIM steps = network evaluations, with --sampler ddim (default 25)")
+    parser.add_argument("--unconditional", action="store_true",
+                        help="train the default U-Net without class labels (num_classes=None) instead of the class-conditional default")
     args = parser.parse_args()
 
     device = cu.get_device()
-    config = default_config()
+    config = DiffusionConfig() if args.unconditional else default_config()  # DiffusionConfig(): num_classes=None
     model, steps_done, images_per_s = train_for(config, args.minutes, device, args.save)
     samples, sample_s = timed_sample(model, config, args.n_samples, args.sampler, args.steps, device)
     _, sample64_s = timed_sample(model, config, 64, args.sampler, args.steps, device)
@@ -91,7 +93,8 @@ def main():
     }
     notes = [
         f"Model: course_utils default_config() (T={config.T}, {config.schedule} schedule, batch {config.batch_size}, "
-        f"class-conditional U-Net sampled unconditionally with the null label), EMA weights.",
+        + ("unconditional U-Net (num_classes=None)" if args.unconditional else
+           "class-conditional U-Net sampled unconditionally with the null label") + "), EMA weights.",
         f"Reference numbers for N={args.n_samples}: real-vs-real floor {ref['floor']:.2f}, pure-noise ceiling "
         f"{ref['ceiling']:.1f}; the two test halves (5,000 vs 5,000) {ref['halves']:.2f}.",
         f"Close to the machine: {flops_train / 1e6:.1f} MFLOP per training image (3x the forward pass counted by "
@@ -100,7 +103,7 @@ def main():
     ]
     protocol = (f"{args.minutes:g} min of training time, then {args.n_samples} samples scored against the first "
                 f"{cu.N_REFERENCE} Fashion-MNIST test images at 16x16 (course_utils.sample_quality).")
-    write_results(f"train_quality_{args.minutes:g}min_{device.type}", f"Training for {args.minutes:g} minutes",
+    write_results(f"train_quality_{args.minutes:g}min_{device.type}{'_uncond' if args.unconditional else ''}", f"Training for {args.minutes:g} minutes",
                   protocol, [row], notes)
 
 
