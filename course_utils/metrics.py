@@ -72,7 +72,9 @@ class FashionClassifier(nn.Module):
 
 
 @lru_cache(maxsize=2)
+@lru_cache(maxsize=2)
 def _load(path):
+    """Read a classifier once per path (every metric call uses it; the weights never change)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no classifier checkpoint at {path}; train one with benchmarks/train_classifier.py")
