@@ -9,7 +9,7 @@ Install the peer without letting pip replace the project's torch (it is NOT in r
     .venv/bin/pip install --no-deps denoising-diffusion-pytorch
 
 Both models train for ``--minutes`` of training-step time on the 60,000 Fashion-MNIST training images
-at 16x16 (no labels: ours is the default U-Net made unconditional, num_classes=None), with T = the
+at 16x16 (no labels: ours is the course default, default_config()), with T = the
 course's default T and batch 128, then draw ``--n-samples`` samples with DDIM (eta = 0) in ``--steps``
 network evaluations, scored by course_utils.sample_quality. The peer keeps its own defaults otherwise:
 Unet(dim=32, dim_mults=(1, 2, 4, 8)) (dim matches our base width; the library has no default dim),
@@ -17,7 +17,6 @@ GaussianDiffusion (sigmoid schedule, v-prediction), float32, and its Trainer's o
 Adam(lr=1e-4, betas=(0.9, 0.99)), gradient norm clipped at 1, EMA(beta=0.995, update_every=10).
 """
 import argparse
-import dataclasses
 import sys
 import time
 
@@ -61,6 +60,18 @@ def train_peer(images, T, steps, minutes, batch_size, device, seed=0):
     return ema.ema_model.eval(), diffusion.eval(), count_parameters(unet), step, step * batch_size / seconds
 
 
+def load_run(path, config, minutes, device):
+    """Our model from a training run saved by ``train_quality.py --save`` with the same config and budget;
+    returns (EMA model, steps, images/s) like ``train_for``."""
+    ckpt = cu.load_checkpoint(path, expected_config=config, map_location="cpu")
+    seconds = ckpt["history"]["train_seconds"]
+    if not 60 * minutes <= seconds < 60 * minutes + 30:
+        raise ValueError(f"{path} was trained for {seconds:.0f} s, not the {60 * minutes:.0f} s of --minutes {minutes:g}")
+    model = cu.UNet(config.model)
+    model.load_state_dict(ckpt["ema"]["shadow"])
+    return model.to(device).eval(), ckpt["step"], ckpt["step"] * config.batch_size / seconds
+
+
 def sample_peer(diffusion, n, device, batch_size=500):
     sync(device)
     start = time.perf_counter()
@@ -74,6 +85,8 @@ def main():
     parser.add_argument("--minutes", type=float, default=3.0, help="training time budget per model (default 3)")
     parser.add_argument("--n-samples", type=int, default=500)
     parser.add_argument("--steps", type=int, default=25, help="DDIM steps = network evaluations (default 25)")
+    parser.add_argument("--ours-checkpoint", default=None,
+                        help="score our model from this run (train_quality.py --save, same --minutes) instead of training it again")
     args = parser.parse_args()
     try:
         import denoising_diffusion_pytorch  # noqa: F401
@@ -82,9 +95,11 @@ def main():
                  "Install it without touching torch:\n" + INSTALL)
 
     device = cu.get_device()
-    base = default_config()
-    config = dataclasses.replace(base, model=dataclasses.replace(base.model, num_classes=None))
-    model, steps_ours, ips_ours = train_for(config, args.minutes, device)
+    config = default_config()
+    if args.ours_checkpoint:
+        model, steps_ours, ips_ours = load_run(args.ours_checkpoint, config, args.minutes, device)
+    else:
+        model, steps_ours, ips_ours = train_for(config, args.minutes, device)
     samples_ours, sample_s_ours = timed_sample(model, config, args.n_samples, "ddim", args.steps, device)
     images = cu.fashion_mnist(train=True, image_size=config.image_size).tensors[0]
     peer_ema, peer_online, params_peer, steps_peer, ips_peer = train_peer(images, config.T, args.steps, args.minutes,
@@ -111,8 +126,9 @@ def main():
                 f"{args.n_samples} DDIM samples (eta 0, {args.steps} network evaluations) scored against the first "
                 f"{cu.N_REFERENCE} test images (course_utils.sample_quality).")
     notes = [f"Real-vs-real floor for N={args.n_samples}: {ref['floor']:.2f}; pure noise: {ref['ceiling']:.1f}.",
-             f"Ours: default_config() with num_classes=None ({config.schedule} schedule, noise prediction, "
-             "bfloat16 autocast on CPU). Peer: its defaults (sigmoid schedule, v-prediction, float32), "
+             f"Ours: default_config() ({config.schedule} schedule, noise prediction, bfloat16 autocast on CPU)"
+             + (f", the run saved by train_quality.py --save ({args.ours_checkpoint})" if args.ours_checkpoint else "")
+             + ". Peer: its defaults (sigmoid schedule, v-prediction, float32), "
              "Unet(dim=32), Adam 1e-4, EMA 0.995 every 10 steps (its Trainer's defaults: the EMA starts after "
              "step 100, so after a short budget it holds few updates; the online weights are scored too, and the "
              "ratio row uses the peer's better row)."]

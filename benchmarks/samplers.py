@@ -4,10 +4,10 @@
     flock /tmp/cpu.lock .venv/bin/python benchmarks/samplers.py --checkpoint runs/ddpm_fashion.pt
 
 Loads the EMA weights with course_utils.load_pretrained (by default the checkpoint that notebook 06
-uses), draws ``--n-samples`` samples with each sampler from the same seed (for the class-conditional
-default: unconditional with the null label, and class-conditional with balanced labels),
+uses), draws ``--n-samples`` samples with each sampler from the same seed (a class-conditional model,
+such as ``guidance_config()``'s, with the null label, with class-balanced labels, or both: ``--labels``),
 and scores them with course_utils.sample_quality. Rows: DDPM ancestral sampling (Algorithm 2, T
-evaluations), DDIM with eta = 0 (deterministic) and eta = 1 (stochastic, strided) at fewer steps.
+evaluations) and deterministic DDIM (eta = 0) at ``--ddim-steps`` steps.
 The table is also written to benchmarks/results/samplers_<device>.md.
 """
 import argparse
@@ -43,7 +43,8 @@ def main():
     ref = reference_numbers(args.n_samples)
     rows, notes = [], [f"Real-vs-real floor for N={args.n_samples}: {ref['floor']:.2f}; pure noise: {ref['ceiling']:.1f}."]
     for balanced in label_modes:
-        labels = "class-balanced labels" if balanced else "null label (unconditional)"
+        labels = ("class-balanced labels" if balanced else "unconditional" if config.model.num_classes is None
+                  else "null label (unconditional)")
         for sampler, steps in runs:
             samples, seconds = timed_sample(model, config, args.n_samples, sampler, steps, device, balanced)
             name = "DDPM ancestral" if sampler == "ddpm" else "DDIM, eta 0"

@@ -1,10 +1,12 @@
-"""Train the course's default model and write the small committed checkpoint notebooks 06-09 fall back on.
+"""Train a course model and write the small committed checkpoint that notebooks 06-09 fall back on.
 
-    flock /tmp/cpu.lock .venv/bin/python benchmarks/train_default.py --budget 780
+    flock /tmp/cpu.lock .venv/bin/python benchmarks/train_default.py --budget 720                # default_config()
+    flock /tmp/cpu.lock .venv/bin/python benchmarks/train_default.py --budget 720 --conditional  # guidance_config()
 
-writes runs/train_default.pt (full, resumable), checkpoints/ddpm_fashion16.pt (EMA weights only)
-and checkpoints/ddpm_fashion16.json (config, how it was trained, timings, FID), and saves a grid of
-64 samples to runs/train_default_samples.png.
+writes runs/train_default[_cond].pt (full, resumable), checkpoints/ddpm_fashion16[_cond].pt (EMA weights
+only) and its .json (config, how it was trained, timings, FID), and saves a grid of 64 samples to
+runs/train_default[_cond]_samples.png. ``--run runs/ddpm_fashion.pt`` exports notebook 05's finished run
+instead (training resumes from that file and stops at once when its budget is spent).
 """
 import argparse
 import json
@@ -23,26 +25,28 @@ matplotlib.use("Agg")
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--budget", type=float, default=780.0, help="training wall-clock seconds (default 13 min)")
-    parser.add_argument("--run", default=str(cu.REPO_ROOT / "runs" / "train_default.pt"))
-    parser.add_argument("--out", default=str(cu.PRETRAINED_CHECKPOINT))
-    parser.add_argument("--samples", default=str(cu.REPO_ROOT / "runs" / "train_default_samples.png"))
+    parser.add_argument("--budget", type=float, default=720.0, help="training seconds (default 12 min, as notebook 05)")
+    parser.add_argument("--conditional", action="store_true", help="train guidance_config() (notebook 09's model)")
+    parser.add_argument("--run", default=None, help="the resumable training file (default runs/train_default[_cond].pt)")
     args = parser.parse_args()
+    suffix = "_cond" if args.conditional else ""
+    run = args.run or str(cu.REPO_ROOT / "runs" / f"train_default{suffix}.pt")
+    out = cu.GUIDANCE_CHECKPOINT if args.conditional else cu.PRETRAINED_CHECKPOINT
+    samples_png = cu.REPO_ROOT / "runs" / f"train_default{suffix}_samples.png"
 
     device = cu.get_device()
-    config = cu.default_config()
-    result = cu.train(config, time_budget_s=args.budget, device=device, checkpoint_path=args.run)
+    config = cu.guidance_config() if args.conditional else cu.default_config()
+    result = cu.train(config, time_budget_s=args.budget, device=device, checkpoint_path=run)
     history = result.history
 
     schedule = config.make_schedule()
     start = time.perf_counter()
-    labels = torch.arange(64) % 10
+    labels = (torch.arange(64) % 10).to(device) if args.conditional else None
     samples = cu.p_sample_loop(result.ema_model, schedule, (64, 1, config.image_size, config.image_size),
-                               generator=torch.Generator().manual_seed(0), y=labels.to(device))
+                               generator=torch.Generator().manual_seed(0), y=labels)
     sample_seconds = time.perf_counter() - start
-    cu.show_images(samples, nrow=10, title=f"EMA model after {result.step} steps").savefig(args.samples)
+    cu.show_images(samples, nrow=10, title=f"EMA model after {result.step} steps").savefig(samples_png)
 
-    out = Path(args.out)
     cu.save_checkpoint(out, config, result.step, ema=_EmaWeights(result.ema_model),
                        history={"train_seconds": history["train_seconds"], "loss": history["loss"][-20:]})
     record = {
@@ -50,7 +54,8 @@ def main():
         "contents": "EMA weights only (key 'ema' -> 'shadow'), config as a dict; load with course_utils.load_pretrained()",
         "config": config.to_dict(),
         "parameters": cu.count_parameters(result.model),
-        "trained_by": "benchmarks/train_default.py (course_utils.train, default_config())",
+        "trained_by": f"benchmarks/train_default.py{' --conditional' if args.conditional else ''} "
+                      f"(course_utils.train, {'guidance_config' if args.conditional else 'default_config'}(), from {Path(run).name})",
         "date": date.today().isoformat(),
         "machine": f"{platform.machine()} CPU, {torch.get_num_threads()} threads, torch {torch.__version__}, device {device}",
         "steps": result.step,
@@ -66,11 +71,15 @@ def main():
 
 
 def quality(model, schedule, config, n=500, steps=50):
-    """FID etc. (cu.sample_quality) of n samples from DDIM with ``steps`` steps, with class-balanced and null labels."""
+    """FID etc. (cu.sample_quality) of n samples from DDIM with ``steps`` steps: unconditional, and for a
+    class-conditional model also with class-balanced labels."""
     out = {"protocol": f"cu.sample_quality: {n} samples, DDIM {steps} steps (eta 0), seed 0, against the first 2000 "
                        f"test images (classifier-feature FID; fid_floor = FID of {n} real test images)"}
     device = next(model.parameters()).device
-    for name, y in [("class-balanced labels", torch.arange(n, device=device) % 10), ("null label", None)]:
+    modes = [("unconditional" if config.model.num_classes is None else "null label", None)]
+    if config.model.num_classes is not None:
+        modes.insert(0, ("class-balanced labels", torch.arange(n, device=device) % config.model.num_classes))
+    for name, y in modes:
         x = cu.ddim_sample_loop(model, schedule, (n, 1, config.image_size, config.image_size), n_steps=steps,
                                 generator=torch.Generator().manual_seed(0), y=y, progress=False)
         q = cu.sample_quality(x.cpu())

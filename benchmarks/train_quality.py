@@ -2,12 +2,12 @@
 
     flock /tmp/cpu.lock .venv/bin/python benchmarks/train_quality.py --minutes 3     # also 6, 12, ...
 
-Trains ``default_config()`` with ``course_utils.train`` for ``--minutes`` of training time (on the
-GPU when there is one), draws ``--n-samples`` unconditional samples (null label) with the chosen
-sampler, and prints: parameters, training images/s, steps, FID against the protocol's reference
+Trains ``default_config()`` (unconditional) with ``course_utils.train`` for ``--minutes`` of training
+time (on the GPU when there is one), draws ``--n-samples`` samples with the chosen sampler, and prints: parameters, training images/s, steps, FID against the protocol's reference
 (course_utils.metrics), the confident share, the class entropy, the sampling time, the time of 64
 samples, the model's FLOPs per image, the achieved GFLOP/s and the measured peak of a large matmul.
-The table is also written to benchmarks/results/train_quality_<minutes>min.md.
+The table is also written to benchmarks/results/train_quality_<minutes>min_<device>.md; ``--save`` keeps the
+trained run (``peer.py --ours-checkpoint`` scores it instead of training the same model again).
 """
 import argparse
 import time
@@ -19,13 +19,13 @@ import course_utils as cu
 from bench_utils import forward_flops, peak_matmul_gflops, quality_columns, reference_numbers, sync, write_results
 from course_utils.models import count_parameters
 from course_utils.samplers import ddim_sample_loop, p_sample_loop
-from course_utils.training import DiffusionConfig, default_config, train
+from course_utils.training import default_config, train
 
 
 def sample(model, config, n, sampler, steps, device, seed=0, batch_size=500, balanced=False):
     """n samples [n, 1, S, S]: ``sampler`` "ddpm" (T ancestral steps) or "ddim" (``steps``, eta = 0).
 
-    Unconditional (the null label) by default; with ``balanced`` a class-conditional model gets the
+    Unconditional (for a class-conditional model: the null label); with ``balanced`` a class-conditional model gets the
     labels 0, 1, ..., 9, 0, 1, ... (every class n/10 times, no guidance).
     """
     schedule, generator, out = config.make_schedule(), torch.Generator().manual_seed(seed), []
@@ -66,12 +66,10 @@ def main():
     parser.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddpm", help="ddpm (the default sampler, T steps) or ddim")
     parser.add_argument("--save", default=None, help="keep the trained model as this checkpoint (for samplers.py)")
     parser.add_argument("--steps", type=int, default=25, help="DDIM steps = network evaluations, with --sampler ddim (default 25)")
-    parser.add_argument("--unconditional", action="store_true",
-                        help="train the default U-Net without class labels (num_classes=None) instead of the class-conditional default")
     args = parser.parse_args()
 
     device = cu.get_device()
-    config = DiffusionConfig() if args.unconditional else default_config()  # DiffusionConfig(): num_classes=None
+    config = default_config()
     model, steps_done, images_per_s = train_for(config, args.minutes, device, args.save)
     samples, sample_s = timed_sample(model, config, args.n_samples, args.sampler, args.steps, device)
     _, sample64_s = timed_sample(model, config, 64, args.sampler, args.steps, device)
@@ -92,9 +90,8 @@ def main():
         "floor": f"{ref['floor']:.2f}", "FID / floor": f"{float(quality_columns(samples)['FID']) / ref['floor']:.2f}",
     }
     notes = [
-        f"Model: course_utils default_config() (T={config.T}, {config.schedule} schedule, batch {config.batch_size}, "
-        + ("unconditional U-Net (num_classes=None)" if args.unconditional else
-           "class-conditional U-Net sampled unconditionally with the null label") + "), EMA weights.",
+        f"Model: course_utils default_config() (unconditional U-Net, T={config.T}, {config.schedule} schedule, "
+        f"batch {config.batch_size}), EMA weights.",
         f"Reference numbers for N={args.n_samples}: real-vs-real floor {ref['floor']:.2f}, pure-noise ceiling "
         f"{ref['ceiling']:.1f}; the two test halves (5,000 vs 5,000) {ref['halves']:.2f}.",
         f"Close to the machine: {flops_train / 1e6:.1f} MFLOP per training image (3x the forward pass counted by "
@@ -103,7 +100,7 @@ def main():
     ]
     protocol = (f"{args.minutes:g} min of training time, then {args.n_samples} samples scored against the first "
                 f"{cu.N_REFERENCE} Fashion-MNIST test images at 16x16 (course_utils.sample_quality).")
-    write_results(f"train_quality_{args.minutes:g}min_{device.type}{'_uncond' if args.unconditional else ''}", f"Training for {args.minutes:g} minutes",
+    write_results(f"train_quality_{args.minutes:g}min_{device.type}", f"Training for {args.minutes:g} minutes",
                   protocol, [row], notes)
 
 

@@ -16,7 +16,7 @@ from .data import (
     prepare_fashion_mnist,
     to_minus_one_one,
 )
-from .device import get_device, seed_everything
+from .device import get_device, model_device, randn_on, sampling_mode, seed_everything
 from .diffusion import (
     check_timesteps,
     extract,
@@ -51,7 +51,8 @@ from .score import (
     score_from_noise,
     train_toy_noise_model,
 )
-from .pretrained import PRETRAINED_CHECKPOINT, REPO_ROOT, RUN_CHECKPOINT, find_checkpoint, load_pretrained
+from .pretrained import (GUIDANCE_CHECKPOINT, PRETRAINED_CHECKPOINT, REPO_ROOT, RUN_CHECKPOINT, find_checkpoint,
+                         load_pretrained)
 from .samplers import (
     ddim_invert,
     ddim_sample_loop,
@@ -62,6 +63,7 @@ from .samplers import (
     p_sample,
     p_sample_loop,
     predict_noise,
+    slerp,
 )
 from .schedules import (
     SCHEDULE_KINDS,
@@ -73,13 +75,14 @@ from .schedules import (
     schedule_from_betas,
     sigmoid_alphas_cumprod,
 )
-from .training import EMA, DiffusionConfig, TrainResult, default_config, noise_prediction_loss, train
+from .training import (EMA, DiffusionConfig, TrainResult, default_config, guidance_config,
+                       noise_prediction_loss, train)
 
 __all__ = [
     # config
     "is_quick", "pick",
     # device
-    "get_device", "seed_everything",
+    "get_device", "seed_everything", "model_device", "randn_on", "sampling_mode",
     # schedules
     "Schedule", "make_schedule", "schedule_from_betas", "linear_betas", "cosine_alphas_cumprod",
     "sigmoid_alphas_cumprod", "betas_from_alphas_cumprod", "SCHEDULE_KINDS",
@@ -100,12 +103,13 @@ __all__ = [
     # models
     "UNetConfig", "sinusoidal_embedding", "ResBlock", "Attention", "UNet", "count_parameters", "autocast_for",
     # training
-    "DiffusionConfig", "default_config", "noise_prediction_loss", "EMA", "TrainResult", "train",
+    "DiffusionConfig", "default_config", "guidance_config", "noise_prediction_loss", "EMA",
+    "TrainResult", "train",
     # samplers
     "predict_noise", "p_mean_variance", "p_sample", "p_sample_loop", "ddim_timesteps", "ddim_sigma", "ddim_step",
-    "ddim_sample_loop", "ddim_invert",
+    "ddim_sample_loop", "ddim_invert", "slerp",
     # checkpoints
     "CheckpointError", "config_to_dict", "config_differences", "save_checkpoint", "load_checkpoint",
     # pretrained
-    "REPO_ROOT", "RUN_CHECKPOINT", "PRETRAINED_CHECKPOINT", "find_checkpoint", "load_pretrained",
+    "REPO_ROOT", "RUN_CHECKPOINT", "PRETRAINED_CHECKPOINT", "GUIDANCE_CHECKPOINT", "find_checkpoint", "load_pretrained",
 ]

@@ -1,10 +1,11 @@
-"""Device selection and seeding (introduced in notebook 00)."""
+"""Device selection and seeding (introduced in notebook 00), and the device helpers the samplers share."""
+import contextlib
 import random
 
 import numpy as np
 import torch
 
-__all__ = ["get_device", "seed_everything"]
+__all__ = ["get_device", "seed_everything", "model_device", "randn_on", "sampling_mode"]
 
 
 def get_device(verbose=True):
@@ -31,3 +32,27 @@ def seed_everything(seed):
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     return seed
+
+
+def model_device(model):
+    """The device of the model's first parameter or buffer (CPU for a model without any)."""
+    for tensor in list(model.parameters()) + list(model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def randn_on(shape, generator, device):
+    """N(0, I) noise drawn on the CPU from ``generator``, then moved: a seed gives the same numbers on every device."""
+    return torch.randn(shape, generator=generator).to(device)
+
+
+@contextlib.contextmanager
+def sampling_mode(model):
+    """Run the block with ``model`` in eval mode and torch.inference_mode, then restore its train/eval mode."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            yield
+    finally:
+        model.train(was_training)

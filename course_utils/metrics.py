@@ -72,7 +72,6 @@ class FashionClassifier(nn.Module):
 
 
 @lru_cache(maxsize=2)
-@lru_cache(maxsize=2)
 def _load(path):
     """Read a classifier once per path (every metric call uses it; the weights never change)."""
     path = Path(path)
@@ -211,7 +210,8 @@ def sample_quality(samples, reference=None, threshold=0.9):
     reference and N <= 8,000. ``min_class_share`` is the rarest class's share (0.1 when balanced).
     """
     features = classifier_features(samples)
-    probs = classifier_probs(samples)
+    with torch.inference_mode():  # the classifier's head on the same features: one pass over the samples
+        probs = load_classifier().head(features).softmax(dim=1)
     share, entropy, kl = class_histogram(probs)
     n = samples.shape[0]
     floor = _real_floor(n) if reference is None and n <= 10000 - N_REFERENCE else float("nan")

@@ -1,9 +1,10 @@
 """Find and load a trained model for the sampling notebooks (06 onwards).
 
 Notebook 05 writes ``runs/ddpm_fashion.pt`` (not in git). When it is there and was trained with
-the expected config, its EMA weights are used; otherwise the small checkpoint committed to the
-repository, ``checkpoints/ddpm_fashion16.pt`` (EMA weights only, made by
-``benchmarks/train_default.py``; its ``.json`` says how it was trained), is loaded.
+the expected config, its EMA weights are used; otherwise a small checkpoint committed to the
+repository (EMA weights only, made by ``benchmarks/train_default.py``; its ``.json`` says how it was
+trained): ``checkpoints/ddpm_fashion16.pt`` for ``default_config()`` (notebooks 06-08) and
+``checkpoints/ddpm_fashion16_cond.pt`` for ``guidance_config()`` (notebook 09).
 """
 from pathlib import Path
 
@@ -11,14 +12,18 @@ from .checkpoints import load_checkpoint
 from .models import UNet
 from .training import DiffusionConfig, default_config
 
-__all__ = ["REPO_ROOT", "RUN_CHECKPOINT", "PRETRAINED_CHECKPOINT", "find_checkpoint", "load_pretrained"]
+__all__ = [
+    "REPO_ROOT", "RUN_CHECKPOINT", "PRETRAINED_CHECKPOINT", "GUIDANCE_CHECKPOINT", "find_checkpoint", "load_pretrained",
+]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RUN_CHECKPOINT = REPO_ROOT / "runs" / "ddpm_fashion.pt"
 PRETRAINED_CHECKPOINT = REPO_ROOT / "checkpoints" / "ddpm_fashion16.pt"
+GUIDANCE_CHECKPOINT = REPO_ROOT / "checkpoints" / "ddpm_fashion16_cond.pt"
+CANDIDATES = (RUN_CHECKPOINT, PRETRAINED_CHECKPOINT, GUIDANCE_CHECKPOINT)
 
 
-def find_checkpoint(expected_config=None, candidates=(RUN_CHECKPOINT, PRETRAINED_CHECKPOINT)):
+def find_checkpoint(expected_config=None, candidates=CANDIDATES):
     """Return (path, reason) of the first candidate that exists, reads and has ``expected_config``
     (default: ``default_config()``); (None, reasons) when none fits."""
     expected_config = expected_config or default_config()
@@ -32,7 +37,7 @@ def find_checkpoint(expected_config=None, candidates=(RUN_CHECKPOINT, PRETRAINED
     return None, "\n".join(reasons)
 
 
-def load_pretrained(expected_config=None, candidates=(RUN_CHECKPOINT, PRETRAINED_CHECKPOINT), device="cpu",
+def load_pretrained(expected_config=None, candidates=CANDIDATES, device="cpu",
                     verbose=True):
     """Load the EMA weights of the first fitting checkpoint (see ``find_checkpoint``) into a UNet.
 

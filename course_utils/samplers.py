@@ -15,39 +15,17 @@ Shapes: ``x_t`` is [B, C, H, W]; ``t`` is a LongTensor [B] of 0-based steps. Ran
 drawn on the CPU from ``generator`` and then moved to the model's device, so a seed gives the
 same samples on every device.
 """
-import contextlib
-
 import torch
 from tqdm.auto import tqdm
 
+from .device import model_device, randn_on, sampling_mode
 from .diffusion import check_timesteps, extract, predict_noise_from_x0, predict_x0_from_noise, q_posterior_mean_variance
 from .models import autocast_for
 
 __all__ = [
     "predict_noise", "p_mean_variance", "p_sample", "p_sample_loop",
-    "ddim_timesteps", "ddim_sigma", "ddim_step", "ddim_sample_loop", "ddim_invert",
+    "ddim_timesteps", "ddim_sigma", "ddim_step", "ddim_sample_loop", "ddim_invert", "slerp",
 ]
-
-
-def _device(model):
-    for tensor in list(model.parameters()) + list(model.buffers()):
-        return tensor.device
-    return torch.device("cpu")
-
-
-def _randn(shape, generator, device):
-    return torch.randn(shape, generator=generator).to(device)
-
-
-@contextlib.contextmanager
-def _eval_mode(model):
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            yield
-    finally:
-        model.train(was_training)
 
 
 def predict_noise(model, x_t, t, y=None, guidance_scale=None):
@@ -93,7 +71,7 @@ def p_sample(model, schedule, x_t, t, generator=None, add_noise=True, **kw):
     out = p_mean_variance(model, schedule, x_t, t, **kw)
     if not add_noise:
         return out["mean"], out["x_0_pred"]
-    z = _randn(x_t.shape, generator, x_t.device)
+    z = randn_on(x_t.shape, generator, x_t.device)
     # no noise when t == 0: the last step returns the mean, the model's best guess of x_0
     nonzero = (torch.as_tensor(t, device=x_t.device) != 0).float().reshape(-1, *([1] * (x_t.ndim - 1)))
     return out["mean"] + nonzero * out["variance"].sqrt() * z, out["x_0_pred"]
@@ -119,10 +97,10 @@ def p_sample_loop(model, schedule, shape, generator=None, progress=True, return_
     ``return_trajectory_every=k`` it returns (x_0, trajectory), trajectory = {"t", "x_t", "x_0_pred"}
     holding every k-th step (x_t after the step to t) on the CPU, for animations.
     """
-    device = _device(model)
-    x = _randn(shape, generator, device) if x_T is None else x_T.to(device)
+    device = model_device(model)
+    x = randn_on(shape, generator, device) if x_T is None else x_T.to(device)
     trajectory, keep = _trajectory_keeper(return_trajectory_every)
-    with _eval_mode(model):
+    with sampling_mode(model):
         for i, step in enumerate(tqdm(range(schedule.T - 1, -1, -1), desc="DDPM sampling", disable=not progress)):
             t = torch.full((shape[0],), step, dtype=torch.long, device=device)
             x, x_0_pred = p_sample(model, schedule, x, t, generator=generator, **kw)
@@ -168,7 +146,7 @@ def ddim_step(model, schedule, x_t, t, t_prev, eta=0.0, generator=None, clip_x0=
     a_prev, sigma = _alpha_bar(schedule, t_prev), ddim_sigma(schedule, t, t_prev, eta)
     x_prev = a_prev.sqrt().float() * x_0_pred + (1 - a_prev - sigma**2).clamp(min=0).sqrt().float() * noise_pred
     if eta > 0:
-        x_prev = x_prev + sigma.float() * _randn(x_t.shape, generator, x_t.device)
+        x_prev = x_prev + sigma.float() * randn_on(x_t.shape, generator, x_t.device)
     return x_prev, x_0_pred
 
 
@@ -179,11 +157,11 @@ def ddim_sample_loop(model, schedule, shape, n_steps, eta=0.0, generator=None, p
     eta = 0 is deterministic given x_T; eta = 1 with n_steps = T is DDPM with the posterior variance.
     ``kw`` goes to ``ddim_step`` (clip_x0, y, guidance_scale). Returns x_0 (or (x_0, trajectory)).
     """
-    device = _device(model)
-    x = _randn(shape, generator, device) if x_T is None else x_T.to(device)
+    device = model_device(model)
+    x = randn_on(shape, generator, device) if x_T is None else x_T.to(device)
     steps = ddim_timesteps(schedule.T, n_steps).tolist()[::-1]
     trajectory, keep = _trajectory_keeper(return_trajectory_every)
-    with _eval_mode(model):
+    with sampling_mode(model):
         for i, t in enumerate(tqdm(steps, desc=f"DDIM sampling (eta={eta})", disable=not progress)):
             t_prev = steps[i + 1] if i + 1 < len(steps) else -1
             x, x_0_pred = ddim_step(model, schedule, x, t, t_prev, eta, generator, **kw)
@@ -199,10 +177,10 @@ def ddim_invert(model, schedule, x_0, n_steps, progress=True, y=None, guidance_s
     Decoding the result with ``ddim_sample_loop(..., x_T=...)`` and the same n_steps gives x_0 back
     up to the error of that estimate (exactly, for a model whose prediction does not change with x and t).
     """
-    device = _device(model)
+    device = model_device(model)
     x = x_0.to(device).float()
     steps = ddim_timesteps(schedule.T, n_steps).tolist()
-    with _eval_mode(model):
+    with sampling_mode(model):
         for i, t_next in enumerate(tqdm(steps, desc="DDIM inversion", disable=not progress)):
             t_cur = steps[i - 1] if i > 0 else t_next
             tt = torch.full((x.shape[0],), t_cur, dtype=torch.long, device=device)
@@ -211,3 +189,16 @@ def ddim_invert(model, schedule, x_0, n_steps, progress=True, y=None, guidance_s
             a_next = schedule.alphas_cumprod[t_next]
             x = a_next.sqrt().float() * x_0_pred + (1 - a_next).sqrt().float() * noise_pred
     return x
+
+
+def slerp(a, b, lam):
+    """Spherical interpolation of two codes a, b [C, H, W] at weights lam [K] -> [K, C, H, W] (notebook 07):
+    sin((1 - lam) theta) / sin(theta) a + sin(lam theta) / sin(theta) b, with cos(theta) = a.b / (|a| |b|)."""
+    if a.shape != b.shape:
+        raise ValueError(f"a and b must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+    cos_theta = (a * b).sum() / (a.norm() * b.norm())
+    theta = torch.acos(cos_theta.clamp(-1.0, 1.0))
+    if torch.sin(theta) < 1e-6:
+        raise ValueError("a and b are (anti)parallel: the great circle through them is not defined")
+    lam = torch.as_tensor(lam, dtype=a.dtype, device=a.device).reshape(-1, *([1] * a.ndim))
+    return (torch.sin((1 - lam) * theta) * a + torch.sin(lam * theta) * b) / torch.sin(theta)

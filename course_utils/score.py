@@ -18,7 +18,8 @@ from tqdm.auto import tqdm
 
 from .diffusion import check_timesteps, extract
 from .models import sinusoidal_embedding
-from .samplers import _device, _eval_mode, _randn, p_sample, predict_noise
+from .device import model_device, randn_on, sampling_mode
+from .samplers import p_sample, predict_noise
 from .training import noise_prediction_loss
 
 __all__ = [
@@ -208,15 +209,15 @@ def pc_sample_loop(model, schedule, shape, n_corrector=1, snr=0.16, generator=No
     """
     if n_corrector < 0 or snr <= 0:
         raise ValueError(f"need n_corrector >= 0 and snr > 0, got n_corrector={n_corrector}, snr={snr}")
-    device = _device(model)
-    x = _randn(shape, generator, device) if x_T is None else x_T.to(device)
+    device = model_device(model)
+    x = randn_on(shape, generator, device) if x_T is None else x_T.to(device)
     y, guidance_scale = kw.get("y"), kw.get("guidance_scale")
-    with _eval_mode(model):
+    with sampling_mode(model):
         for step in tqdm(range(schedule.T - 1, -1, -1), desc=f"PC sampling ({n_corrector} corrector)", disable=not progress):
             t = torch.full((shape[0],), step, dtype=torch.long, device=device)
             for _ in range(n_corrector):  # corrector: Langevin at the current noise level
                 score = score_from_noise(schedule, predict_noise(model, x, t, y, guidance_scale), t)
-                z = _randn(x.shape, generator, device)
+                z = randn_on(x.shape, generator, device)
                 step_size = corrector_step_size(score, z, schedule.alphas[step].item(), snr)
                 x = x + step_size * score + math.sqrt(2 * step_size) * z
             x, _ = p_sample(model, schedule, x, t, generator=generator, **kw)  # predictor: one reverse step

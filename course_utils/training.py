@@ -19,7 +19,7 @@ from .diffusion import q_sample
 from .models import UNet, UNetConfig, autocast_for
 from .schedules import make_schedule
 
-__all__ = ["DiffusionConfig", "default_config", "noise_prediction_loss", "EMA", "TrainResult", "train"]
+__all__ = ["DiffusionConfig", "default_config", "guidance_config", "noise_prediction_loss", "EMA", "TrainResult", "train"]
 
 
 @dataclass(frozen=True)
@@ -61,8 +61,16 @@ class DiffusionConfig:
 
 
 def default_config(**changes):
-    """The course's CPU default (measured in benchmarks/DEFAULTS.md); keyword arguments override fields."""
-    return dataclasses.replace(DiffusionConfig(model=UNetConfig(num_classes=10)), **changes)
+    """The course's unconditional CPU default (measured in benchmarks/DEFAULTS.md) used by notebooks 05-08;
+    keyword arguments override fields."""
+    return dataclasses.replace(DiffusionConfig(), **changes)
+
+
+def guidance_config(**changes):
+    """The default made class-conditional for classifier-free guidance (notebook 09): 10 classes plus the
+    null label, which replaces a share ``p_uncond`` = 0.1 of the training labels."""
+    model = dataclasses.replace(DiffusionConfig().model, num_classes=10)
+    return dataclasses.replace(DiffusionConfig(), **{"model": model, "p_uncond": 0.1, **changes})
 
 
 def noise_prediction_loss(model, schedule, x_0, t=None, noise=None, y=None, generator=None):

@@ -91,3 +91,13 @@ def test_find_and_load_pretrained_fall_back(tmp_path):
     torch.testing.assert_close(loaded.conv_in.weight, ema_weights["conv_in.weight"])
     with pytest.raises(FileNotFoundError, match="T: checkpoint has 30, expected 20"):
         load_pretrained(CONFIG, candidates=(wrong,))
+
+
+def test_the_committed_checkpoints_match_their_configs():
+    """Notebooks 06-08 find the unconditional default, notebook 09 the class-conditional one."""
+    from course_utils import GUIDANCE_CHECKPOINT, PRETRAINED_CHECKPOINT, default_config, guidance_config
+    committed = (PRETRAINED_CHECKPOINT, GUIDANCE_CHECKPOINT)
+    assert find_checkpoint(default_config(), candidates=committed)[0] == PRETRAINED_CHECKPOINT
+    assert find_checkpoint(guidance_config(), candidates=committed)[0] == GUIDANCE_CHECKPOINT
+    model, config, info = load_pretrained(guidance_config(), candidates=committed, verbose=False)
+    assert config.model.num_classes == 10 and model.class_embed.num_embeddings == 11

@@ -132,3 +132,20 @@ def test_real_fashion_mnist_test_split():
     loader = fashion_mnist_loader(32, train=False, image_size=16)
     xb, yb = next(iter(loader))
     assert xb.shape == (32, 1, 16, 16) and yb.shape == (32,)
+
+
+def test_sampler_device_helpers():
+    from course_utils import model_device, randn_on, sampling_mode
+    layer = torch.nn.Linear(2, 2)
+    assert model_device(layer) == torch.device("cpu") and model_device(torch.nn.ReLU()) == torch.device("cpu")
+    a = randn_on((3, 2), torch.Generator().manual_seed(5), "cpu")
+    torch.testing.assert_close(a, torch.randn((3, 2), generator=torch.Generator().manual_seed(5)))
+    layer.train()
+    with sampling_mode(layer):
+        assert not layer.training and torch.is_inference_mode_enabled()
+        assert not layer(a).requires_grad
+    assert layer.training and not torch.is_inference_mode_enabled()
+    layer.eval()
+    with sampling_mode(layer):
+        pass
+    assert not layer.training

@@ -76,3 +76,10 @@ def test_notebook_has_one_parameters_cell(notebook):
     cells = json.loads(notebook.read_text())["cells"]
     tagged = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(tagged) == 1, f"{notebook.name} needs exactly one cell tagged 'parameters'"
+
+
+@pytest.mark.parametrize("result", sorted((ROOT / "benchmarks" / "results").glob("*.md")), ids=lambda p: p.name)
+def test_readme_shows_each_benchmark_result_verbatim(result):
+    """The README's result tables are the files the benchmark scripts wrote (benchmarks/update_readme.py)."""
+    body = result.read_text().split("\n", 1)[1]
+    assert body in (ROOT / "README.md").read_text(), f"README.md lacks {result.name}: run benchmarks/update_readme.py"

@@ -103,3 +103,13 @@ def test_sample_quality_on_real_images_and_noise():
     noise = cu.sample_quality(torch.randn(300, 1, 16, 16).clamp(-1, 1))
     assert noise["fid"] > 20 * quality["fid"]
     assert noise["kl_to_uniform"] > quality["kl_to_uniform"]
+
+
+def test_sample_quality_probabilities_equal_the_classifiers():
+    """sample_quality reuses the features for the class probabilities; they must equal a direct pass."""
+    images = cu.reference_images()[:200]
+    probs = cu.classifier_probs(images)
+    quality = cu.sample_quality(images, reference=cu.reference_images()[2000:2400])
+    share, entropy, _ = cu.class_histogram(probs)
+    assert quality["class_share"] == pytest.approx(share.tolist()) and quality["class_entropy"] == pytest.approx(entropy)
+    assert quality["confident_share"] == pytest.approx(cu.confident_share(probs))

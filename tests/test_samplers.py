@@ -1,5 +1,6 @@
 """Samplers: the reverse mean and variance, step counts, determinism, DDIM, guidance, and exact recovery
 of a single data point with an oracle noise model."""
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -196,3 +197,27 @@ def test_ddim_eta1_on_all_steps_is_ancestral_sampling(schedule):
         ddim = ddim_sample_loop(model, schedule, (2, 1, 8, 8), n_steps=T, eta=1.0,
                                 generator=torch.Generator().manual_seed(4), clip_x0=clip, progress=False)
         torch.testing.assert_close(ddim, ddpm, atol=1e-5, rtol=1e-5)
+
+
+def test_slerp_formula_ends_and_norm():
+    """slerp(a, b; lam) = sin((1-lam) theta)/sin theta a + sin(lam theta)/sin theta b (walkthrough 07, section 5)."""
+    from course_utils import slerp
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(2, 1, 16, 16, generator=g, dtype=torch.float64)
+    b = b * a.norm() / b.norm()  # equal norms: slerp keeps the norm exactly
+    lam = torch.tensor([0.0, 0.3, 0.5, 1.0], dtype=torch.float64)
+    path = slerp(a, b, lam)
+    assert path.shape == (4, 1, 16, 16)
+    torch.testing.assert_close(path[0], a)
+    torch.testing.assert_close(path[-1], b)
+    torch.testing.assert_close(path.flatten(1).norm(dim=1), a.norm().expand(4))
+    theta = np.arccos(float((a * b).sum() / (a.norm() * b.norm())))
+    by_hand = (np.sin(0.7 * theta) * a.numpy() + np.sin(0.3 * theta) * b.numpy()) / np.sin(theta)
+    np.testing.assert_allclose(path[1].numpy(), by_hand, rtol=1e-12)
+    # orthogonal unit vectors: the midpoint is (a + b) / sqrt(2); the straight line's midpoint has norm 1/sqrt(2)
+    e1, e2 = torch.eye(2, dtype=torch.float64)
+    torch.testing.assert_close(slerp(e1, e2, [0.5])[0], (e1 + e2) / 2 ** 0.5)
+    with pytest.raises(ValueError, match="parallel"):
+        slerp(a, 2 * a, [0.5])
+    with pytest.raises(ValueError, match="same shape"):
+        slerp(a, b[0], [0.5])

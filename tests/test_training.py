@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from course_utils import (
-    EMA, DiffusionConfig, UNet, UNetConfig, default_config, load_checkpoint, make_schedule, noise_prediction_loss,
-    train,
+    EMA, DiffusionConfig, UNet, UNetConfig, default_config, guidance_config, load_checkpoint,
+    make_schedule, noise_prediction_loss, train,
 )
 
 
@@ -71,6 +71,15 @@ def test_config_round_trip_and_checks():
         dataclasses.replace(config, image_size=28)
     with pytest.raises(ValueError, match="p_uncond"):
         default_config(p_uncond=1.5)
+
+
+def test_default_is_unconditional_and_guidance_config_adds_labels():
+    default, guided = default_config(), guidance_config()
+    assert default == DiffusionConfig() and default.model.num_classes is None
+    assert guided.model.num_classes == 10 and guided.p_uncond == 0.1
+    # the two differ in the labels only: same sizes, schedule and training recipe
+    assert dataclasses.replace(guided, model=default.model, p_uncond=default.p_uncond) == default
+    assert guidance_config(T=100).T == 100
 
 
 def test_train_stops_at_n_steps_and_loss_falls():

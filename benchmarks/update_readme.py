@@ -1,0 +1,45 @@
+"""Paste the result files of benchmarks/results/ into README.md, verbatim, between two marker comments.
+
+    .venv/bin/python benchmarks/update_readme.py
+
+Each file becomes a "###" section named after its own title and the command that wrote it; the text
+between ``<!-- results:start -->`` and ``<!-- results:end -->`` is replaced, nothing else is touched.
+tests/test_docs.py checks that the README holds every result file as it is.
+"""
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+# result file -> the command that writes it (in the order the README shows them)
+SECTIONS = {
+    "train_quality_3min_cpu.md": "train_quality.py --minutes 3",
+    "train_quality_12min_cpu.md": "train_quality.py --minutes 12 --sampler ddim --steps 50 --save runs/bench_quality_12min.pt",
+    "samplers_cpu.md": "samplers.py --checkpoint runs/ddpm_fashion.pt",
+    "peer_3min_cpu.md": "peer.py --minutes 3",
+    "peer_12min_cpu.md": "peer.py --minutes 12 --ours-checkpoint runs/bench_quality_12min.pt",
+}
+
+
+def section(name, command):
+    """'### <title> (`<command>`)' followed by the result file without its own '####' title line."""
+    title, body = (RESULTS / name).read_text().split("\n", 1)
+    return f"### {title.removeprefix('#### ')} (`{command}`)\n{body}"
+
+
+def main():
+    readme = (ROOT / "README.md").read_text()
+    if START not in readme or END not in readme:
+        raise SystemExit(f"README.md needs the markers {START} and {END} around the results")
+    head, rest = readme.split(START, 1)
+    _, tail = rest.split(END, 1)
+    missing = [name for name in SECTIONS if not (RESULTS / name).is_file()]
+    if missing:
+        raise SystemExit(f"no result file for {', '.join(missing)}: run the benchmark first")
+    body = "\n".join(section(name, command) for name, command in SECTIONS.items())
+    (ROOT / "README.md").write_text(f"{head}{START}\n\n{body}\n{END}{tail}")
+    print(f"README.md: pasted {len(SECTIONS)} result files")
+
+
+if __name__ == "__main__":
+    main()
