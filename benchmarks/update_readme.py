@@ -14,6 +14,7 @@ START, END = "<!-- results:start -->", "<!-- results:end -->"
 # result file -> the command that writes it (in the order the README shows them)
 SECTIONS = {
     "train_quality_3min_cpu.md": "train_quality.py --minutes 3",
+    "train_quality_6min_cpu.md": "train_quality.py --minutes 6",
     "train_quality_12min_cpu.md": "train_quality.py --minutes 12 --sampler ddim --steps 50 --save runs/bench_quality_12min.pt",
     "samplers_cpu.md": "samplers.py --checkpoint runs/ddpm_fashion.pt",
     "peer_3min_cpu.md": "peer.py --minutes 3",
