@@ -104,21 +104,23 @@ def main():
     images = cu.fashion_mnist(train=True, image_size=config.image_size).tensors[0]
     peer_ema, peer_online, params_peer, steps_peer, ips_peer = train_peer(images, config.T, args.steps, args.minutes,
                                                                          config.batch_size, device)
-    peer_rows = []
+    peer_rows, peer_seconds = [], []
     for name, peer in (("denoising-diffusion-pytorch (EMA)", peer_ema),
                        ("denoising-diffusion-pytorch (online)", peer_online)):
         samples_peer, sample_s_peer = sample_peer(peer, args.n_samples, device)
+        peer_seconds.append(sample_s_peer)
         peer_rows.append({"model": name, "parameters": f"{params_peer / 1e6:.2f} M", "steps": steps_peer,
                           "train img/s": f"{ips_peer:.0f}", "sampler": f"DDIM-{args.steps}",
                           "sampling": f"{sample_s_peer:.1f} s", **quality_columns(samples_peer)})
-    theirs = min(peer_rows, key=lambda row: float(row["FID"]))  # compare with the peer's better weights
+    better = min(range(len(peer_rows)), key=lambda i: float(peer_rows[i]["FID"]))  # the peer's better weights
+    theirs = peer_rows[better]
 
     ours = {"model": "course_utils (ours)", "parameters": f"{count_parameters(model) / 1e6:.2f} M",
             "steps": steps_ours, "train img/s": f"{ips_ours:.0f}", "sampler": f"DDIM-{args.steps}",
             "sampling": f"{sample_s_ours:.1f} s", **quality_columns(samples_ours)}
     ratio = {"model": "ratio ours / peer", "parameters": "", "steps": "",
              "train img/s": f"{ips_ours / ips_peer:.2f}", "sampler": "",
-             "sampling": f"{sample_s_ours / float(theirs['sampling'][:-2]):.2f}",
+             "sampling": f"{sample_s_ours / peer_seconds[better]:.2f}",
              "FID": f"{float(ours['FID']) / float(theirs['FID']):.2f}", "confident": "", "class entropy": "",
              "min class": ""}
     ref = reference_numbers(args.n_samples)

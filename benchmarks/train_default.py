@@ -19,6 +19,7 @@ import matplotlib
 import torch
 
 import course_utils as cu
+from train_quality import sample
 
 matplotlib.use("Agg")
 
@@ -64,25 +65,23 @@ def main():
         "images_per_s": round(result.step * config.batch_size / history["train_seconds"], 1),
         "final_loss": round(sum(history["loss"][-10:]) / len(history["loss"][-10:]), 5),
         "sampling_seconds_64_images_T_steps": round(sample_seconds, 1),
-        "quality": quality(result.ema_model, schedule, config),
+        "quality": quality(result.ema_model, config),
     }
     out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps({k: v for k, v in record.items() if k != "config"}, indent=2))
 
 
-def quality(model, schedule, config, n=500, steps=50):
+def quality(model, config, n=500, steps=50):
     """FID etc. (cu.sample_quality) of n samples from DDIM with ``steps`` steps: unconditional, and for a
     class-conditional model also with class-balanced labels."""
     out = {"protocol": f"cu.sample_quality: {n} samples, DDIM {steps} steps (eta 0), seed 0, against the first 2000 "
                        f"test images (classifier-feature FID; fid_floor = FID of {n} real test images)"}
     device = next(model.parameters()).device
-    modes = [("unconditional" if config.model.num_classes is None else "null label", None)]
+    modes = [("unconditional" if config.model.num_classes is None else "null label", False)]
     if config.model.num_classes is not None:
-        modes.insert(0, ("class-balanced labels", torch.arange(n, device=device) % config.model.num_classes))
-    for name, y in modes:
-        x = cu.ddim_sample_loop(model, schedule, (n, 1, config.image_size, config.image_size), n_steps=steps,
-                                generator=torch.Generator().manual_seed(0), y=y, progress=False)
-        q = cu.sample_quality(x.cpu())
+        modes.insert(0, ("class-balanced labels", True))
+    for name, balanced in modes:
+        q = cu.sample_quality(sample(model, config, n, "ddim", steps, device, balanced=balanced))
         out[name] = {k: round(q[k], 3) for k in ("fid", "fid_floor", "confident_share", "class_entropy", "min_class_share")}
     return out
 

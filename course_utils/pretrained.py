@@ -23,18 +23,24 @@ GUIDANCE_CHECKPOINT = REPO_ROOT / "checkpoints" / "ddpm_fashion16_cond.pt"
 CANDIDATES = (RUN_CHECKPOINT, PRETRAINED_CHECKPOINT, GUIDANCE_CHECKPOINT)
 
 
-def find_checkpoint(expected_config=None, candidates=CANDIDATES):
-    """Return (path, reason) of the first candidate that exists, reads and has ``expected_config``
-    (default: ``default_config()``); (None, reasons) when none fits."""
+def _first_fitting(expected_config, candidates):
+    """(path, checkpoint dict, reason) of the first candidate that exists, reads and has ``expected_config``
+    (default: ``default_config()``); (None, None, the reasons for skipping each) when none fits."""
     expected_config = expected_config or default_config()
     reasons = []
     for path in map(Path, candidates):
         try:
-            load_checkpoint(path, expected_config=expected_config)
-            return path, f"using {path}"
+            return path, load_checkpoint(path, expected_config=expected_config), f"using {path}"
         except (FileNotFoundError, ValueError, RuntimeError) as exc:
             reasons.append(f"skipped {path}: {exc}")
-    return None, "\n".join(reasons)
+    return None, None, "\n".join(reasons)
+
+
+def find_checkpoint(expected_config=None, candidates=CANDIDATES):
+    """Return (path, reason) of the first candidate that exists, reads and has ``expected_config``
+    (default: ``default_config()``); (None, reasons) when none fits."""
+    path, _, reason = _first_fitting(expected_config, candidates)
+    return path, reason
 
 
 def load_pretrained(expected_config=None, candidates=CANDIDATES, device="cpu",
@@ -43,10 +49,9 @@ def load_pretrained(expected_config=None, candidates=CANDIDATES, device="cpu",
 
     Returns (model in eval mode on ``device``, its ``DiffusionConfig``, the checkpoint dict without weights).
     """
-    path, reason = find_checkpoint(expected_config, candidates)
+    path, ckpt, reason = _first_fitting(expected_config, candidates)
     if path is None:
         raise FileNotFoundError(f"no usable checkpoint found:\n{reason}\nRun notebook 05 to train one.")
-    ckpt = load_checkpoint(path, map_location="cpu")
     config = DiffusionConfig.from_dict(ckpt["config"])
     model = UNet(config.model)
     model.load_state_dict(ckpt["ema"]["shadow"])

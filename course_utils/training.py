@@ -68,9 +68,9 @@ def default_config(**changes):
 
 def guidance_config(**changes):
     """The default made class-conditional for classifier-free guidance (notebook 09): 10 classes plus the
-    null label, which replaces a share ``p_uncond`` = 0.1 of the training labels."""
+    null label, which replaces a share ``p_uncond`` (default 0.1) of the training labels."""
     model = dataclasses.replace(DiffusionConfig().model, num_classes=10)
-    return dataclasses.replace(DiffusionConfig(), **{"model": model, "p_uncond": 0.1, **changes})
+    return default_config(**{"model": model, **changes})
 
 
 def noise_prediction_loss(model, schedule, x_0, t=None, noise=None, y=None, generator=None):
