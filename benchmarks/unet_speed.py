@@ -1,7 +1,7 @@
 """Measure training images/s and sampling cost of candidate U-Nets on this machine (benchmarks/DEFAULTS.md).
 
 Run under the CPU lock on a shared machine: flock /tmp/cpu.lock .venv/bin/python benchmarks/unet_speed.py
-``--tuning`` measures the course default instead under the cheap settings the issue names: bf16 autocast or
+``--tuning`` measures the course default instead under cheap settings often suggested for CPU training: bf16 autocast or
 not, channels-last memory format or not, and the number of torch threads.
 """
 import argparse
