@@ -88,7 +88,7 @@ def test_kl_of_q_x_T_to_standard_normal_formula():
 
 
 def test_stable_diffusion_scaled_linear_terminal_snr():
-    """Stable Diffusion: betas linear in sqrt(beta) from 0.00085 to 0.012, T = 1000; Lin et al. (2023): SNR_T ~ 0.0047."""
+    """Stable Diffusion: betas linear in sqrt(beta) from 0.00085 to 0.012, T = 1000; Lin et al. (2024): SNR_T ~ 0.0047."""
     betas = torch.linspace(0.00085**0.5, 0.012**0.5, 1000, dtype=torch.float64) ** 2
     s = schedule_from_betas(betas)
     assert s.sqrt_alphas_cumprod[-1].item() == pytest.approx(0.068, abs=0.001)
