@@ -12,8 +12,8 @@ KINDS = sorted(SCHEDULE_KINDS)
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("T", [1, 10, 150, 1000])
 def test_arrays_have_length_T_and_float64(kind, T):
-    if kind == "linear" and T < 20:
-        pytest.skip("scaled linear betas reach 1 for T < 20 (tested below)")
+    if kind == "linear" and T <= 20:
+        pytest.skip("scaled linear betas reach 1 for T <= 20 (exactly 1 at T = 20; valid from T = 21; tested below)")
     s = make_schedule(kind, T)
     assert s.T == T
     for name in ["betas", "alphas", "alphas_cumprod", "alphas_cumprod_prev", "sqrt_alphas_cumprod",
@@ -113,9 +113,16 @@ def test_betas_outside_open_unit_interval_rejected(bad):
         schedule_from_betas(bad)
 
 
-def test_scaled_linear_with_tiny_T_is_rejected_clearly():
+@pytest.mark.parametrize("T", [10, 19, 20])
+def test_scaled_linear_with_tiny_T_is_rejected_clearly(T):
+    # the last scaled beta is 0.02 * 1000 / T: above 1 below T = 20 and exactly 1 at T = 20
     with pytest.raises(ValueError, match="between 0 and 1"):
-        make_schedule("linear", 10)
+        make_schedule("linear", T)
+
+
+def test_scaled_linear_is_valid_from_T_21():
+    s = make_schedule("linear", 21)
+    assert s.betas[-1].item() == pytest.approx(0.02 * 1000 / 21) and s.betas[-1].item() < 1
 
 
 @pytest.mark.parametrize("T", [0, -3])
