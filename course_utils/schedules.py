@@ -1,24 +1,26 @@
 """Noise schedules: betas and every coefficient derived from them (notebook 02).
 
-Index convention, said once: the papers number steps t = 1..T; the code numbers
-them t = 0..T-1, so the code's ``betas[t]`` is the paper's beta_{t+1}. Every
-array below has length T and is computed in float64 (as in
-openai/improved-diffusion), then kept in float64; ``extract`` casts to the data's
-dtype when a coefficient is used.
+Index convention, said once: the papers number steps 1..T; the code numbers
+them 0..T-1. Code index t (0-based) is paper step t+1, so ``betas[t]`` is the
+paper's beta_{t+1}. Every array below has length T and is computed in float64 (as
+in openai/improved-diffusion), then kept in float64; ``extract`` casts to the
+data's dtype when a coefficient is used.
 
-    code name                          symbol
-    betas[t]                           beta_t
-    alphas[t]                          alpha_t = 1 - beta_t
-    alphas_cumprod[t]                  alpha_bar_t = prod_{s<=t} alpha_s
-    alphas_cumprod_prev[t]             alpha_bar_{t-1}  (1 at t = 0)
-    sqrt_alphas_cumprod[t]             sqrt(alpha_bar_t)
-    sqrt_one_minus_alphas_cumprod[t]   sqrt(1 - alpha_bar_t)
-    sqrt_recip_alphas[t]               1 / sqrt(alpha_t)
-    posterior_variance[t]              beta_tilde_t (0 at t = 0) = beta_t (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t)
-    posterior_mean_coef1[t]            beta_t sqrt(alpha_bar_{t-1}) / (1 - alpha_bar_t)
-    posterior_mean_coef2[t]            (1 - alpha_bar_{t-1}) sqrt(alpha_t) / (1 - alpha_bar_t)
-    snr[t]                             alpha_bar_t / (1 - alpha_bar_t)
-    log_snr[t]                         log(snr[t])
+In the table, ``i`` is the code index and the symbols use the paper's step s = i + 1:
+
+    code name                          paper symbol (s = i + 1)
+    betas[i]                           beta_s
+    alphas[i]                          alpha_s = 1 - beta_s
+    alphas_cumprod[i]                  alpha_bar_s = prod_{r<=s} alpha_r
+    alphas_cumprod_prev[i]             alpha_bar_{s-1}  (alpha_bar_0 = 1 at i = 0)
+    sqrt_alphas_cumprod[i]             sqrt(alpha_bar_s)
+    sqrt_one_minus_alphas_cumprod[i]   sqrt(1 - alpha_bar_s)
+    sqrt_recip_alphas[i]               1 / sqrt(alpha_s)
+    posterior_variance[i]              beta_tilde_s (0 at i = 0) = beta_s (1 - alpha_bar_{s-1}) / (1 - alpha_bar_s)
+    posterior_mean_coef1[i]            beta_s sqrt(alpha_bar_{s-1}) / (1 - alpha_bar_s)
+    posterior_mean_coef2[i]            (1 - alpha_bar_{s-1}) sqrt(alpha_s) / (1 - alpha_bar_s)
+    snr[i]                             alpha_bar_s / (1 - alpha_bar_s)
+    log_snr[i]                         log(snr[i])
 """
 import math
 from dataclasses import dataclass
