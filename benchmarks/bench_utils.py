@@ -27,7 +27,13 @@ def machine():
                 break
     except OSError:
         pass
-    return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    return f"{cpu} ({cpu_capability()}), {torch.get_num_threads()} threads, torch {torch.__version__}"
+
+
+def cpu_capability():
+    """torch's CPU kernel level (AVX2, AVX512, ...) and whether bfloat16 is native: names the kind of CPU a run used."""
+    native = "native bf16" if cu.cpu_has_native_bf16() else "no native bf16"
+    return f"{torch.backends.cpu.get_cpu_capability()}, {native}"
 
 
 def sync(device):

@@ -1,16 +1,18 @@
 """Train a course model and write the small committed checkpoint that notebooks 06-09 fall back on.
 
-    flock /tmp/cpu.lock .venv/bin/python benchmarks/train_default.py --budget 720                # default_config()
-    flock /tmp/cpu.lock .venv/bin/python benchmarks/train_default.py --budget 720 --conditional  # guidance_config()
+    flock /tmp/cpu.lock .venv/bin/python benchmarks/train_default.py                # default_config()
+    flock /tmp/cpu.lock .venv/bin/python benchmarks/train_default.py --conditional  # guidance_config()
+
+Trains ``--images`` training images (default ``cu.TRAIN_IMAGES``, as notebook 05) with a time cap of ``--budget``
+seconds, then
 
 writes runs/train_default[_cond].pt (full, resumable), checkpoints/ddpm_fashion16[_cond].pt (EMA weights
 only) and its .json (config, how it was trained, timings, FID), and saves a grid of 64 samples to
 runs/train_default[_cond]_samples.png. ``--run runs/ddpm_fashion.pt`` exports notebook 05's finished run
-instead (training resumes from that file and stops at once when its budget is spent).
+instead (training resumes from that file and stops at once when it has seen its images).
 """
 import argparse
 import json
-import platform
 import time
 from datetime import date
 from pathlib import Path
@@ -19,6 +21,7 @@ import matplotlib
 import torch
 
 import course_utils as cu
+from bench_utils import machine
 from train_quality import sample
 
 matplotlib.use("Agg")
@@ -26,7 +29,8 @@ matplotlib.use("Agg")
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--budget", type=float, default=720.0, help="training seconds (default 12 min, as notebook 05)")
+    parser.add_argument("--images", type=int, default=cu.TRAIN_IMAGES, help="training images (default: as notebook 05)")
+    parser.add_argument("--budget", type=float, default=900.0, help="time cap in training seconds (default 15 min)")
     parser.add_argument("--conditional", action="store_true", help="train guidance_config() (notebook 09's model)")
     parser.add_argument("--run", default=None, help="the resumable training file (default runs/train_default[_cond].pt)")
     args = parser.parse_args()
@@ -37,7 +41,7 @@ def main():
 
     device = cu.get_device()
     config = cu.guidance_config() if args.conditional else cu.default_config()
-    result = cu.train(config, time_budget_s=args.budget, device=device, checkpoint_path=run)
+    result = cu.train(config, n_images=args.images, time_budget_s=args.budget, device=device, checkpoint_path=run)
     history = result.history
 
     schedule = config.make_schedule()
@@ -49,7 +53,8 @@ def main():
     cu.show_images(samples, nrow=10, title=f"EMA model after {result.step} steps").savefig(samples_png)
 
     cu.save_checkpoint(out, config, result.step, ema=_EmaWeights(result.ema_model),
-                       history={"train_seconds": history["train_seconds"], "loss": history["loss"][-20:]})
+                       history={"train_seconds": history["train_seconds"], "images_seen": history["images_seen"],
+                                "precision": history["precision"], "loss": history["loss"][-20:]})
     record = {
         "file": out.name,
         "contents": "EMA weights only (key 'ema' -> 'shadow'), config as a dict; load with course_utils.load_pretrained()",
@@ -58,11 +63,13 @@ def main():
         "trained_by": f"benchmarks/train_default.py{' --conditional' if args.conditional else ''} "
                       f"(course_utils.train, {'guidance_config' if args.conditional else 'default_config'}(), from {Path(run).name})",
         "date": date.today().isoformat(),
-        "machine": f"{platform.machine()} CPU, {torch.get_num_threads()} threads, torch {torch.__version__}, device {device}",
+        "machine": f"{machine()}, device {device}",
+        "precision": history["precision"],
         "steps": result.step,
-        "images_seen": result.step * config.batch_size,
+        "images_seen": history["images_seen"],
+        "stopped_by": history["stopped_by"] or "already finished",
         "train_seconds": round(history["train_seconds"], 1),
-        "images_per_s": round(result.step * config.batch_size / history["train_seconds"], 1),
+        "images_per_s": round(history["images_seen"] / history["train_seconds"], 1),
         "final_loss": round(sum(history["loss"][-10:]) / len(history["loss"][-10:]), 5),
         "sampling_seconds_64_images_T_steps": round(sample_seconds, 1),
         "quality": quality(result.ema_model, config),

@@ -55,7 +55,7 @@ def train_for(config, minutes, device, save=None):
     if save is not None:
         Path(save).unlink(missing_ok=True)  # train() would resume from an old file
     result = train(config, time_budget_s=60 * minutes, device=device, progress=False, checkpoint_path=save)
-    images_per_s = result.step * config.batch_size / result.history["train_seconds"]
+    images_per_s = result.images_seen / result.history["train_seconds"]
     return result.ema_model, result.step, images_per_s
 
 
@@ -78,7 +78,7 @@ def main():
                torch.zeros(1, dtype=torch.long, device=device))
     flops_train = 3 * forward_flops(model, *example)  # forward + backward (about 2x forward) per image
     achieved = flops_train * images_per_s / 1e9
-    dtype = torch.bfloat16 if device.type == "cpu" or torch.cuda.is_bf16_supported() else torch.float32
+    dtype = cu.compute_dtype(device)
     peak = peak_matmul_gflops(device, dtype)
     ref = reference_numbers(args.n_samples)
     nfe = config.T if args.sampler == "ddpm" else args.steps

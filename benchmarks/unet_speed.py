@@ -23,7 +23,7 @@ def measure(config, device, autocast, steps=10, batch_size=128, channels_last=Fa
     t = torch.randint(0, 500, (batch_size,), device=device)
 
     def train_step():
-        with cu.autocast_for(device, enabled=autocast):
+        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=autocast):
             noise_pred = model(x, t)
         loss = (noise_pred.float() - x).pow(2).mean()
         optimizer.zero_grad()
@@ -37,7 +37,7 @@ def measure(config, device, autocast, steps=10, batch_size=128, channels_last=Fa
         train_step()
     images_per_s = steps * batch_size / (time.perf_counter() - start)
     model.eval()
-    with torch.inference_mode(), cu.autocast_for(device, enabled=autocast):
+    with torch.inference_mode(), torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=autocast):
         for _ in range(3):
             model(x[:64], t[:64])
         start = time.perf_counter()

@@ -5,7 +5,7 @@ notebooks, walkthroughs and answer sheets: ``betas``, ``alphas``, ``alphas_cumpr
 ``q_sample``, ``p_sample``, ``T``. Steps are 0-based in code: the paper's t = 1..T is 0..T-1 here.
 """
 from .checkpoints import CheckpointError, config_differences, config_to_dict, load_checkpoint, save_checkpoint
-from .config import is_quick, pick
+from .config import PRECISION_SETTINGS, is_quick, pick, precision_setting
 from .data import (
     DEBIAN_FASHION_MNIST_DIR,
     FASHION_MNIST_CLASSES,
@@ -16,15 +16,18 @@ from .data import (
     prepare_fashion_mnist,
     to_minus_one_one,
 )
-from .device import get_device, model_device, randn_on, sampling_mode, seed_everything
+from .device import (autocast_for, compute_dtype, cpu_has_native_bf16, get_device, measure_bf16_speedup, model_device,
+                     precision_choice, randn_on, sampling_mode, seed_everything)
 from .diffusion import (
     check_timesteps,
     extract,
+    predict_noise_from_v,
     predict_noise_from_x0,
     predict_x0_from_noise,
     q_posterior_mean_variance,
     q_sample,
     q_sample_iterative,
+    v_target,
 )
 from .metrics import (
     N_REFERENCE,
@@ -39,7 +42,7 @@ from .metrics import (
     reference_images,
     sample_quality,
 )
-from .models import Attention, ResBlock, UNet, UNetConfig, autocast_for, count_parameters, sinusoidal_embedding
+from .models import PREDICTIONS, Attention, ResBlock, UNet, UNetConfig, count_parameters, sinusoidal_embedding
 from .plotting import animate_grids, image_grid, plot_schedules, set_lecture_style, show_images
 from .score import (
     GaussianMixture,
@@ -75,20 +78,21 @@ from .schedules import (
     schedule_from_betas,
     sigmoid_alphas_cumprod,
 )
-from .training import (EMA, DiffusionConfig, TrainResult, default_config, guidance_config,
-                       noise_prediction_loss, train)
+from .training import (EMA, LOSS_WEIGHTINGS, TRAIN_IMAGES, DiffusionConfig, TrainResult, default_config,
+                       guidance_config, loss_weights, measure_training_speed, noise_prediction_loss, train, train_step)
 
 __all__ = [
     # config
-    "is_quick", "pick",
-    # device
-    "get_device", "seed_everything", "model_device", "randn_on", "sampling_mode",
+    "is_quick", "pick", "precision_setting", "PRECISION_SETTINGS",
+    # device and precision
+    "get_device", "seed_everything", "model_device", "randn_on", "sampling_mode", "compute_dtype", "precision_choice",
+    "autocast_for", "cpu_has_native_bf16", "measure_bf16_speedup",
     # schedules
     "Schedule", "make_schedule", "schedule_from_betas", "linear_betas", "cosine_alphas_cumprod",
     "sigmoid_alphas_cumprod", "betas_from_alphas_cumprod", "SCHEDULE_KINDS",
     # diffusion
     "check_timesteps", "extract", "q_sample", "q_sample_iterative", "q_posterior_mean_variance",
-    "predict_x0_from_noise", "predict_noise_from_x0",
+    "predict_x0_from_noise", "predict_noise_from_x0", "v_target", "predict_noise_from_v",
     # data
     "FASHION_MNIST_CLASSES", "DEBIAN_FASHION_MNIST_DIR", "DatasetNotFoundError", "default_data_root",
     "prepare_fashion_mnist", "fashion_mnist", "fashion_mnist_loader", "to_minus_one_one",
@@ -101,9 +105,10 @@ __all__ = [
     # plotting
     "set_lecture_style", "image_grid", "show_images", "plot_schedules", "animate_grids",
     # models
-    "UNetConfig", "sinusoidal_embedding", "ResBlock", "Attention", "UNet", "count_parameters", "autocast_for",
+    "PREDICTIONS", "UNetConfig", "sinusoidal_embedding", "ResBlock", "Attention", "UNet", "count_parameters",
     # training
-    "DiffusionConfig", "default_config", "guidance_config", "noise_prediction_loss", "EMA",
+    "DiffusionConfig", "default_config", "guidance_config", "LOSS_WEIGHTINGS", "loss_weights", "noise_prediction_loss",
+    "train_step", "EMA", "TRAIN_IMAGES", "measure_training_speed",
     "TrainResult", "train",
     # samplers
     "predict_noise", "p_mean_variance", "p_sample", "p_sample_loop", "ddim_timesteps", "ddim_sigma", "ddim_step",

@@ -130,3 +130,17 @@ def predict_noise_from_x0(schedule, x_t, t, x_0):
     return (x_t - extract(schedule.sqrt_alphas_cumprod, t, x_t) * x_0) / extract(
         schedule.sqrt_one_minus_alphas_cumprod, t, x_t
     )
+
+
+def v_target(schedule, x_0, t, noise):
+    """The velocity v = sqrt(alpha_bar_t) noise - sqrt(1 - alpha_bar_t) x_0 (Salimans & Ho 2022, sec. 4):
+    the target of a v-predicting network, well scaled at every noise level."""
+    t = check_timesteps(t, schedule.T, x_0.shape[0]).to(x_0.device)
+    return extract(schedule.sqrt_alphas_cumprod, t, x_0) * noise - extract(schedule.sqrt_one_minus_alphas_cumprod, t, x_0) * x_0
+
+
+def predict_noise_from_v(schedule, x_t, t, v):
+    """noise = sqrt(alpha_bar_t) v + sqrt(1 - alpha_bar_t) x_t, which follows from x_t = sqrt(alpha_bar_t) x_0 +
+    sqrt(1 - alpha_bar_t) noise and the definition of v."""
+    t = check_timesteps(t, schedule.T, x_t.shape[0]).to(x_t.device)
+    return extract(schedule.sqrt_alphas_cumprod, t, x_t) * v + extract(schedule.sqrt_one_minus_alphas_cumprod, t, x_t) * x_t

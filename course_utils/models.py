@@ -6,7 +6,6 @@ the time added in between), ``Attention`` (self-attention over pixels at the low
 and ``UNet`` (down path, middle, up path with skip connections). Shapes: ``x`` is
 ``[B, C, H, W]``, ``t`` is ``[B]`` (0-based steps), ``y`` is ``[B]`` class labels or None.
 """
-import contextlib
 import math
 from dataclasses import dataclass
 
@@ -14,7 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["UNetConfig", "sinusoidal_embedding", "ResBlock", "Attention", "UNet", "count_parameters", "autocast_for"]
+PREDICTIONS = ("noise", "v")
+
+__all__ = ["PREDICTIONS", "UNetConfig", "sinusoidal_embedding", "ResBlock", "Attention", "UNet", "count_parameters"]
 
 
 @dataclass(frozen=True)
@@ -31,8 +32,13 @@ class UNetConfig:
     time_embed_dim: int = 128  # size of the time (and class) embedding fed to every ResBlock
     dropout: float = 0.0  # dropout inside ResBlocks; a regulariser that small, briefly trained models do not need
     num_classes: int = None  # None: unconditional; an int: class-conditional with an extra "null" label num_classes
+    prediction: str = "noise"  # what the output means: "noise" (Ho et al. 2020) or "v" (Salimans & Ho 2022)
 
     def __post_init__(self):
+        if self.prediction not in PREDICTIONS:
+            raise ValueError(f"prediction must be one of {PREDICTIONS}, got {self.prediction!r}")
+        if isinstance(self.base_channels, bool) or not isinstance(self.base_channels, int) or self.base_channels < 1:
+            raise ValueError(f"base_channels must be a positive int, got {self.base_channels!r}")
         levels = len(self.channel_mults)
         if self.image_size % 2 ** (levels - 1):
             raise ValueError(
@@ -183,17 +189,3 @@ class UNet(nn.Module):
 def count_parameters(model):
     """Number of trainable parameters (the sum of p.numel() over parameters with requires_grad)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-def autocast_for(device, enabled=True):
-    """Mixed precision where it is safe and fast: bfloat16 autocast on CPU and on CUDA GPUs that support it.
-
-    Apple MPS and older GPUs run in float32 (a no-op context). Losses and EMA weights stay in
-    float32 either way: only the model's matmuls and convolutions run in bfloat16.
-    """
-    device = torch.device(device)
-    if enabled and device.type == "cpu":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-    if enabled and device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()

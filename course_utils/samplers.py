@@ -18,9 +18,9 @@ same samples on every device.
 import torch
 from tqdm.auto import tqdm
 
-from .device import model_device, randn_on, sampling_mode
-from .diffusion import check_timesteps, extract, predict_noise_from_x0, predict_x0_from_noise, q_posterior_mean_variance
-from .models import autocast_for
+from .device import autocast_for, model_device, randn_on, sampling_mode
+from .diffusion import (check_timesteps, extract, predict_noise_from_v, predict_noise_from_x0, predict_x0_from_noise,
+                        q_posterior_mean_variance)
 
 __all__ = [
     "predict_noise", "p_mean_variance", "p_sample", "p_sample_loop",
@@ -28,16 +28,21 @@ __all__ = [
 ]
 
 
-def predict_noise(model, x_t, t, y=None, guidance_scale=None):
+def predict_noise(model, x_t, t, y=None, guidance_scale=None, schedule=None):
     """noise_pred = model(x_t, t, y) in float32; with ``guidance_scale`` s and labels ``y``, classifier-free guidance:
-    noise_uncond + s (noise_cond - noise_uncond), the unconditional half using the null label ``num_classes``."""
+    noise_uncond + s (noise_cond - noise_uncond), the unconditional half using the null label ``num_classes``.
+    A v-predicting model (``model.config.prediction == "v"``) needs ``schedule`` to turn v into noise."""
+    prediction = getattr(getattr(model, "config", None), "prediction", "noise")
+    if prediction == "v" and schedule is None:
+        raise ValueError("this model predicts v: pass schedule= so its output can be turned into noise")
     with autocast_for(x_t.device):
         if guidance_scale is None or y is None:
-            return model(x_t, t, y).float()
-        null = torch.full_like(y, model.config.num_classes)
-        both = model(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([y, null])).float()
-    noise_cond, noise_uncond = both.chunk(2)
-    return noise_uncond + guidance_scale * (noise_cond - noise_uncond)
+            out = model(x_t, t, y).float()
+        else:
+            null = torch.full_like(y, model.config.num_classes)
+            cond, uncond = model(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([y, null])).float().chunk(2)
+            out = uncond + guidance_scale * (cond - uncond)
+    return predict_noise_from_v(schedule, x_t, t, out) if prediction == "v" else out
 
 
 def p_mean_variance(model, schedule, x_t, t, clip_x0=True, variance="posterior", y=None, guidance_scale=None):
@@ -53,7 +58,7 @@ def p_mean_variance(model, schedule, x_t, t, clip_x0=True, variance="posterior",
     if variance not in ("posterior", "beta"):
         raise ValueError(f"variance must be 'posterior' or 'beta', got {variance!r}")
     t = check_timesteps(t, schedule.T, x_t.shape[0]).to(x_t.device)
-    noise_pred = predict_noise(model, x_t, t, y, guidance_scale)
+    noise_pred = predict_noise(model, x_t, t, y, guidance_scale, schedule)
     x_0_pred = predict_x0_from_noise(schedule, x_t, t, noise_pred)
     if clip_x0:
         x_0_pred = x_0_pred.clamp(-1.0, 1.0)
@@ -138,7 +143,7 @@ def ddim_step(model, schedule, x_t, t, t_prev, eta=0.0, generator=None, clip_x0=
     Returns (x_prev, x_0_pred).
     """
     tt = torch.full((x_t.shape[0],), t, dtype=torch.long, device=x_t.device)
-    noise_pred = predict_noise(model, x_t, tt, y, guidance_scale)
+    noise_pred = predict_noise(model, x_t, tt, y, guidance_scale, schedule)
     x_0_pred = predict_x0_from_noise(schedule, x_t, tt, noise_pred)
     if clip_x0:  # clip, then make the noise agree with the clipped x_0
         x_0_pred = x_0_pred.clamp(-1.0, 1.0)
@@ -184,7 +189,7 @@ def ddim_invert(model, schedule, x_0, n_steps, progress=True, y=None, guidance_s
         for i, t_next in enumerate(tqdm(steps, desc="DDIM inversion", disable=not progress)):
             t_cur = steps[i - 1] if i > 0 else t_next
             tt = torch.full((x.shape[0],), t_cur, dtype=torch.long, device=device)
-            noise_pred = predict_noise(model, x, tt, y, guidance_scale)
+            noise_pred = predict_noise(model, x, tt, y, guidance_scale, schedule)
             x_0_pred = predict_x0_from_noise(schedule, x, tt, noise_pred) if i > 0 else x
             a_next = schedule.alphas_cumprod[t_next]
             x = a_next.sqrt().float() * x_0_pred + (1 - a_next).sqrt().float() * noise_pred

@@ -216,7 +216,7 @@ def pc_sample_loop(model, schedule, shape, n_corrector=1, snr=0.16, generator=No
         for step in tqdm(range(schedule.T - 1, -1, -1), desc=f"PC sampling ({n_corrector} corrector)", disable=not progress):
             t = torch.full((shape[0],), step, dtype=torch.long, device=device)
             for _ in range(n_corrector):  # corrector: Langevin at the current noise level
-                score = score_from_noise(schedule, predict_noise(model, x, t, y, guidance_scale), t)
+                score = score_from_noise(schedule, predict_noise(model, x, t, y, guidance_scale, schedule), t)
                 z = randn_on(x.shape, generator, device)
                 step_size = corrector_step_size(score, z, schedule.alphas[step].item(), snr)
                 x = x + step_size * score + math.sqrt(2 * step_size) * z

@@ -1,8 +1,11 @@
-"""Training a noise predictor: the simple loss, EMA weights and a resumable training loop (notebook 05).
+"""Training a noise predictor: the loss, one step of Algorithm 1, EMA weights and a resumable training loop (notebook 05).
 
 The loss is Ho et al. (2020)'s L_simple (Algorithm 1): draw t ~ Uniform{0..T-1} and
 noise ~ N(0, I), form x_t = q_sample(x_0, t, noise) and regress the noise:
-    loss = mean over the batch of || noise - model(x_t, t) ||^2 / D   (D = pixels per image).
+    loss = mean over the batch of w_t || noise - model(x_t, t) ||^2 / D   (D = pixels per image),
+with w_t = 1 (L_simple) or the Min-SNR-gamma weight w_t = min(SNR_t, gamma) / SNR_t (Hang et al. 2023, eq. 8
+written for noise prediction), which stops the nearly clean steps, whose noise is hard to see and matters
+little for the samples, from taking most of the gradient.
 """
 import copy
 import dataclasses
@@ -15,11 +18,17 @@ from tqdm.auto import tqdm
 
 from .checkpoints import config_to_dict, load_checkpoint, save_checkpoint
 from .data import fashion_mnist
-from .diffusion import q_sample
-from .models import UNet, UNetConfig, autocast_for
-from .schedules import make_schedule
+from .device import autocast_for, compute_dtype
+from .diffusion import q_sample, v_target
+from .models import UNet, UNetConfig
+from .schedules import SCHEDULE_KINDS, make_schedule
 
-__all__ = ["DiffusionConfig", "default_config", "guidance_config", "noise_prediction_loss", "EMA", "TrainResult", "train"]
+__all__ = ["DiffusionConfig", "default_config", "guidance_config", "LOSS_WEIGHTINGS", "loss_weights",
+           "noise_prediction_loss", "train_step", "EMA", "TrainResult", "train", "TRAIN_IMAGES",
+           "measure_training_speed"]
+
+LOSS_WEIGHTINGS = ("uniform", "min_snr")
+TRAIN_IMAGES = 150_000  # training images of notebook 05's full run and the committed checkpoint (benchmarks/DEFAULTS.md)
 
 
 @dataclass(frozen=True)
@@ -31,11 +40,13 @@ class DiffusionConfig:
     schedule: str = "cosine"  # "linear", "cosine" or "sigmoid" (course_utils.make_schedule)
     scale_to_T: bool = True  # linear only: scale 1e-4..0.02 by 1000/T so alpha_bar_T ends near 0
     model: UNetConfig = field(default_factory=UNetConfig)  # the U-Net's sizes
-    batch_size: int = 128  # images per step; on a CPU larger batches barely raise images/s
+    batch_size: int = 128  # images per optimiser step
     lr: float = 1e-3  # AdamW learning rate after a linear warm-up; small models tolerate a high rate
     warmup_steps: int = 200  # linear learning-rate warm-up, avoids early instability
     grad_clip: float = 1.0  # clip the gradient norm: rare large-t batches otherwise jolt the weights
     ema_decay: float = 0.999  # EMA of the weights, averaging over about 1 / (1 - decay) = 1000 steps
+    loss_weighting: str = "uniform"  # "uniform" (L_simple) or "min_snr" (Hang et al. 2023)
+    min_snr_gamma: float = 5.0  # the cap gamma of the Min-SNR weight
     p_uncond: float = 0.1  # label dropout for classifier-free guidance (needs model.num_classes; 0 = always labelled)
     seed: int = 0  # seeds the weights, the batch order, t and the noise
 
@@ -44,6 +55,24 @@ class DiffusionConfig:
             raise ValueError(f"model.image_size={self.model.image_size} differs from image_size={self.image_size}")
         if not 0.0 <= self.p_uncond <= 1.0:
             raise ValueError(f"p_uncond must be a probability in [0, 1], got {self.p_uncond}")
+        if isinstance(self.T, bool) or not isinstance(self.T, int) or self.T < 2:
+            raise ValueError(f"T must be an int >= 2 (the number of diffusion steps), got {self.T!r}")
+        if self.schedule not in SCHEDULE_KINDS:
+            raise ValueError(f"schedule must be one of {tuple(SCHEDULE_KINDS)}, got {self.schedule!r}")
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {self.batch_size!r}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr!r}")
+        if isinstance(self.warmup_steps, bool) or not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be an int >= 0, got {self.warmup_steps!r}")
+        if not self.grad_clip > 0:
+            raise ValueError(f"grad_clip must be > 0, got {self.grad_clip!r}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
+        if self.loss_weighting not in LOSS_WEIGHTINGS:
+            raise ValueError(f"loss_weighting must be one of {LOSS_WEIGHTINGS}, got {self.loss_weighting!r}")
+        if not self.min_snr_gamma > 0:
+            raise ValueError(f"min_snr_gamma must be > 0, got {self.min_snr_gamma!r}")
 
     def make_schedule(self):
         """The noise ``Schedule`` this config trains with."""
@@ -73,10 +102,27 @@ def guidance_config(**changes):
     return default_config(**{"model": model, **changes})
 
 
-def noise_prediction_loss(model, schedule, x_0, t=None, noise=None, y=None, generator=None):
-    """L_simple: returns (mean loss, per-sample loss [B], t [B]).
+def loss_weights(schedule, t, weighting="uniform", gamma=5.0, prediction="noise"):
+    """w_t per sample [B] (float32): 1 for "uniform", and for "min_snr" min(SNR_t, gamma) / SNR_t (noise
+    prediction) or min(SNR_t, gamma) / (SNR_t + 1) (v prediction).
 
-    per-sample loss = mean over pixels of (noise - model(q_sample(x_0, t, noise), t, y))^2;
+    Min-SNR-gamma (Hang et al. 2023) caps the weight of a step's x_0 error at gamma; the noise error of step t
+    equals SNR_t times its x_0 error and the v error (SNR_t + 1) times it, hence the divisions.
+    """
+    if weighting == "uniform":
+        return torch.ones(t.shape, dtype=torch.float32, device=t.device)
+    if weighting == "min_snr":
+        snr = schedule.snr.to(t.device)[t]
+        return (snr.clamp(max=gamma) / (snr + 1 if prediction == "v" else snr)).float()
+    raise ValueError(f"weighting must be one of {LOSS_WEIGHTINGS}, got {weighting!r}")
+
+
+def noise_prediction_loss(model, schedule, x_0, t=None, noise=None, y=None, generator=None, weighting="uniform",
+                          gamma=5.0):
+    """The training loss: returns (mean weighted loss, per-sample error [B], t [B]).
+
+    per-sample error = mean over pixels of (noise - model(q_sample(x_0, t, noise), t, y))^2; the loss is the batch
+    mean of ``loss_weights(schedule, t, weighting, gamma)`` times it (L_simple with the default "uniform").
     ``t`` defaults to Uniform{0..T-1}, ``noise`` to N(0, I). The error is computed in float32.
     """
     B = x_0.shape[0]
@@ -85,10 +131,25 @@ def noise_prediction_loss(model, schedule, x_0, t=None, noise=None, y=None, gene
     if noise is None:
         noise = torch.randn(x_0.shape, generator=generator).to(x_0.device)
     x_t = q_sample(schedule, x_0, t, noise)
+    prediction = model.config.prediction
+    target = v_target(schedule, x_0, t, noise) if prediction == "v" else noise
     with autocast_for(x_0.device):
-        noise_pred = model(x_t, t, y)
-    per_sample = (noise - noise_pred.float()).pow(2).flatten(1).mean(1)
-    return per_sample.mean(), per_sample, t
+        out = model(x_t, t, y)
+    per_sample = (target - out.float()).pow(2).flatten(1).mean(1)
+    loss = (loss_weights(schedule, t, weighting, gamma, prediction) * per_sample).mean()
+    return loss, per_sample, t
+
+
+def train_step(model, optimizer, schedule, config, x_0, y=None, generator=None):
+    """One optimiser step of Algorithm 1 (Ho et al. 2020): t ~ Uniform{0..T-1}, noise ~ N(0, I),
+    a gradient step on the loss (clipped to ``config.grad_clip``). Returns (loss, per-sample error [B], t [B])."""
+    loss, per_sample, t = noise_prediction_loss(model, schedule, x_0, y=y, generator=generator,
+                                                weighting=config.loss_weighting, gamma=config.min_snr_gamma)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+    optimizer.step()
+    return loss.detach(), per_sample.detach(), t
 
 
 class EMA:
@@ -129,32 +190,66 @@ class EMA:
         self.shadow = {k: v.float().clone() for k, v in state["shadow"].items()}
 
 
+def measure_training_speed(config, device="cpu", n_steps=4):
+    """Training images per second of ``config`` on ``device``, from ``n_steps`` timed steps (after one warm-up)
+    on a throwaway copy of the model; the course's own weights, seeds and checkpoints are not touched."""
+    device = torch.device(device)
+    model, schedule = UNet(config.model).to(device), config.make_schedule()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr)
+    generator = torch.Generator().manual_seed(12345)
+    x_0 = torch.randn(config.batch_size, 1, config.image_size, config.image_size, generator=generator).to(device)
+    y = None if config.model.num_classes is None else torch.zeros(config.batch_size, dtype=torch.long, device=device)
+    train_step(model, optimizer, schedule, config, x_0, y, generator)  # warm-up: first calls allocate and tune
+    start = time.perf_counter()
+    for _ in range(n_steps):
+        train_step(model, optimizer, schedule, config, x_0, y, generator)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return n_steps * config.batch_size / (time.perf_counter() - start)
+
+
 @dataclass
 class TrainResult:
     model: torch.nn.Module  # the trained weights (keeps training if you call train again)
     ema_model: torch.nn.Module  # a copy holding the EMA weights, in eval mode: sample with this one
-    history: dict  # step, loss, bucket_loss (per t bucket), images_per_s, train_seconds, interrupted
+    history: dict  # step, images, loss, bucket_loss (per t bucket), images_per_s, train_seconds, stopped_by
     step: int
+
+    @property
+    def images_seen(self):
+        return self.history["images_seen"]
 
 
 def _new_history(n_buckets):
-    return {"step": [], "loss": [], "bucket_loss": [], "images_per_s": [], "n_buckets": n_buckets,
-            "train_seconds": 0.0, "interrupted": False}
+    return {"step": [], "images": [], "loss": [], "bucket_loss": [], "images_per_s": [], "n_buckets": n_buckets,
+            "images_seen": 0, "train_seconds": 0.0, "stopped_by": None}
 
 
-def train(config, model=None, data=None, n_steps=None, time_budget_s=None, device=None, checkpoint_path=None,
-          checkpoint_every_s=60.0, callback=None, callback_every=500, log_every=50, n_buckets=10, progress=True):
-    """Train ``model`` (default ``UNet(config.model)``) with L_simple, AdamW and an EMA; returns a ``TrainResult``.
+def _batch(config, images, labels, generator, device):
+    """A random batch x_0 [B, 1, S, S] and labels y [B] (None for an unconditional model; with label dropout:
+    a share p_uncond of the labels replaced by the null label num_classes)."""
+    idx = torch.randint(0, images.shape[0], (config.batch_size,), generator=generator)
+    x_0, y = images[idx].to(device), labels[idx].to(device)
+    if config.model.num_classes is None:
+        return x_0, None
+    drop = torch.rand(config.batch_size, generator=generator).to(device) < config.p_uncond
+    return x_0, torch.where(drop, torch.full_like(y, config.model.num_classes), y)
 
-    Stops after ``n_steps`` in total or when ``time_budget_s`` seconds of training in total (summed over
-    resumed runs) are spent, whichever comes first. ``data``: (images [N, 1, S, S] in [-1, 1], labels [N]),
-    default Fashion-MNIST at config.image_size. With ``checkpoint_path`` it resumes from that file when it
-    exists (its config must equal ``config``), saves every ``checkpoint_every_s`` seconds and at the end;
-    a KeyboardInterrupt saves and returns what was trained so far. ``callback(step, result)`` runs every
-    ``callback_every`` steps (e.g. to show samples).
+
+def train(config, model=None, data=None, n_images=None, time_budget_s=None, device=None, checkpoint_path=None,
+          checkpoint_every_s=60.0, callback=None, callback_every=25_000, log_every=50, n_buckets=10, progress=True):
+    """Train ``model`` (default ``UNet(config.model)``) with ``train_step``, AdamW and an EMA; returns a ``TrainResult``.
+
+    Stops once ``n_images`` training images (in total, summed over resumed runs) have been seen or when
+    ``time_budget_s`` seconds of training in total are spent, whichever comes first; ``history['stopped_by']``
+    says which. ``data``: (images [N, 1, S, S] in [-1, 1], labels [N]), default Fashion-MNIST at
+    config.image_size. With ``checkpoint_path`` it resumes from that file when it exists (its config must equal
+    ``config``), saves every ``checkpoint_every_s`` seconds and at the end; a KeyboardInterrupt saves and returns
+    what was trained so far. ``callback(step, result)`` runs about every ``callback_every`` images (e.g. to show
+    samples). The progress bar counts images.
     """
-    if n_steps is None and time_budget_s is None:
-        raise ValueError("give n_steps, time_budget_s or both, so training knows when to stop")
+    if n_images is None and time_budget_s is None:
+        raise ValueError("give n_images, time_budget_s or both, so training knows when to stop")
     device = torch.device(device or "cpu")
     torch.manual_seed(config.seed)
     model = (model or UNet(config.model)).to(device)
@@ -169,8 +264,10 @@ def train(config, model=None, data=None, n_steps=None, time_budget_s=None, devic
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         ema.load_state_dict(ckpt["ema"])
-        step, history = ckpt["step"], dict(ckpt["history"], interrupted=False)
-        print(f"resumed from {checkpoint_path} at step {step} ({history['train_seconds']:.0f} s trained)")
+        step, history = ckpt["step"], dict(ckpt["history"], stopped_by=None)
+        print(f"resumed from {checkpoint_path} at step {step} ({history['images_seen']:,} images, "
+              f"{history['train_seconds']:.0f} s trained)")
+    history["precision"] = str(compute_dtype(device)).replace("torch.", "")
     generator = torch.Generator().manual_seed(config.seed + step)  # a resumed run draws fresh batches
     result = TrainResult(model, None, history, step)
 
@@ -178,43 +275,39 @@ def train(config, model=None, data=None, n_steps=None, time_budget_s=None, devic
         if checkpoint_path is not None:
             save_checkpoint(checkpoint_path, config, step, model=model, ema=ema, optimizer=optimizer, history=history)
 
-    def done():
-        return (n_steps is not None and step >= n_steps) or (
-            time_budget_s is not None and history["train_seconds"] >= time_budget_s)
+    def stop_reason():
+        if n_images is not None and history["images_seen"] >= n_images:
+            return "images"
+        if time_budget_s is not None and history["train_seconds"] >= time_budget_s:
+            return "time"
+        return None
 
-    bar = tqdm(total=n_steps, initial=step, desc="training", disable=not progress)
+    bar = tqdm(total=n_images, initial=history["images_seen"], desc="training images", unit="img", unit_scale=True,
+               disable=not progress)
     bucket_sum, bucket_count = torch.zeros(n_buckets), torch.zeros(n_buckets)
-    losses, t_log, t_save, n_seen, seen_s = [], time.perf_counter(), time.perf_counter(), 0, 0.0
+    losses, t_save, n_seen, seen_s = [], time.perf_counter(), 0, 0.0
     model.train()
     try:
-        while not done():
+        while stop_reason() is None:
             t_start = time.perf_counter()
-            idx = torch.randint(0, images.shape[0], (config.batch_size,), generator=generator)
-            x_0, y = images[idx].to(device), labels[idx].to(device)
-            if config.model.num_classes is None:
-                y = None
-            else:  # label dropout: some samples get the null label, so the model also learns p(x)
-                drop = torch.rand(config.batch_size, generator=generator).to(device) < config.p_uncond
-                y = torch.where(drop, torch.full_like(y, config.model.num_classes), y)
+            x_0, y = _batch(config, images, labels, generator, device)
             for group in optimizer.param_groups:
                 group["lr"] = config.lr * min(1.0, (step + 1) / max(1, config.warmup_steps))
-            loss, per_sample, t = noise_prediction_loss(model, schedule, x_0, y=y, generator=generator)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
+            loss, per_sample, t = train_step(model, optimizer, schedule, config, x_0, y, generator)
             ema.update(model)
             step += 1
             elapsed = time.perf_counter() - t_start
             history["train_seconds"] += elapsed
+            history["images_seen"] += config.batch_size
             n_seen, seen_s = n_seen + config.batch_size, seen_s + elapsed
             losses.append(loss.item())
             buckets = (t.cpu() * n_buckets // schedule.T).long()
-            bucket_sum.index_add_(0, buckets, per_sample.detach().float().cpu())
-            bucket_count.index_add_(0, buckets, torch.ones_like(per_sample.detach().float().cpu()))
-            bar.update(1)
-            if step % log_every == 0 or done():
+            bucket_sum.index_add_(0, buckets, per_sample.float().cpu())
+            bucket_count.index_add_(0, buckets, torch.ones_like(per_sample.float().cpu()))
+            bar.update(config.batch_size)
+            if step % log_every == 0 or stop_reason() is not None:
                 history["step"].append(step)
+                history["images"].append(history["images_seen"])
                 history["loss"].append(sum(losses) / len(losses))
                 history["bucket_loss"].append((bucket_sum / bucket_count.clamp(min=1)).tolist())
                 history["images_per_s"].append(n_seen / seen_s)
@@ -224,11 +317,13 @@ def train(config, model=None, data=None, n_steps=None, time_budget_s=None, devic
             if time.perf_counter() - t_save > checkpoint_every_s:
                 save()
                 t_save = time.perf_counter()
-            if callback is not None and step % callback_every == 0:
+            if callback is not None and history["images_seen"] // callback_every > (
+                    history["images_seen"] - config.batch_size) // callback_every:
                 result.step, result.ema_model = step, ema.copy_to(copy.deepcopy(model)).eval()
                 callback(step, result)
+        history["stopped_by"] = stop_reason()
     except KeyboardInterrupt:
-        history["interrupted"] = True
+        history["stopped_by"] = "interrupt"
         print(f"interrupted at step {step}: checkpoint saved, run the cell again to resume" if checkpoint_path
               else f"interrupted at step {step}: the model keeps what it learned")
     finally:

@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from course_utils import (
-    extract, make_schedule, predict_noise_from_x0, predict_x0_from_noise, q_posterior_mean_variance,
-    q_sample, q_sample_iterative,
+    extract, make_schedule, predict_noise_from_v, predict_noise_from_x0, predict_x0_from_noise,
+    q_posterior_mean_variance, q_sample, q_sample_iterative, v_target,
 )
 
 
@@ -63,13 +63,17 @@ def test_closed_form_and_iterative_chain_agree_in_distribution(schedule, t):
 
 
 def test_iterative_respects_per_sample_t(schedule):
+    """Sample 0 stops after step 0, sample 1 runs steps 0..5: replay the same noise draws by hand."""
     x_0 = torch.ones(2, 3)
+    out = q_sample_iterative(schedule, x_0, torch.tensor([0, 5]), generator=torch.Generator().manual_seed(0))
     gen = torch.Generator().manual_seed(0)
-    out = q_sample_iterative(schedule, x_0, torch.tensor([0, 0]), generator=gen)
-    gen = torch.Generator().manual_seed(0)
-    noise = torch.randn(2, 3, generator=gen)
-    expected = schedule.alphas[0].sqrt().float() * x_0 + schedule.betas[0].sqrt().float() * noise
+    expected = x_0.clone()
+    for s in range(6):
+        noise = torch.randn(2, 3, generator=gen)
+        step = schedule.alphas[s].sqrt().float() * expected + schedule.betas[s].sqrt().float() * noise
+        expected = torch.where(torch.tensor([[s <= 0], [s <= 5]]), step, expected)
     torch.testing.assert_close(out, expected)
+    assert not torch.allclose(out[0], out[1])
 
 
 def test_variance_stays_one_for_unit_variance_data():
@@ -155,3 +159,18 @@ def test_noise_shape_mismatch_rejected(schedule):
 def test_integer_images_rejected(schedule):
     with pytest.raises(TypeError, match="floating-point"):
         q_sample(schedule, torch.zeros(2, 1, 4, 4, dtype=torch.uint8), torch.tensor([0, 1]))
+
+
+def test_v_target_and_its_inverse(schedule):
+    """v = sqrt(abar) noise - sqrt(1 - abar) x_0 (Salimans & Ho 2022); noise = sqrt(abar) v + sqrt(1 - abar) x_t."""
+    x_0, noise, t = torch.rand(4, 1, 3, 3) * 2 - 1, torch.randn(4, 1, 3, 3), torch.tensor([0, 20, 60, 99])
+    abar = schedule.alphas_cumprod[t].float().reshape(-1, 1, 1, 1)
+    v = v_target(schedule, x_0, t, noise)
+    torch.testing.assert_close(v, abar.sqrt() * noise - (1 - abar).sqrt() * x_0)
+    x_t = q_sample(schedule, x_0, t, noise)
+    torch.testing.assert_close(predict_noise_from_v(schedule, x_t, t, v), noise, atol=1e-5, rtol=1e-5)
+    # the v error is the x_0 error scaled by 1 / sqrt(1 - abar): |v - v'|^2 = (SNR + 1) |x_0 - x_0'|^2 * abar / abar
+    x_0_other = x_0 + 0.1
+    v_other = v_target(schedule, x_0_other, t, (x_t - abar.sqrt() * x_0_other) / (1 - abar).sqrt())
+    ratio = ((v - v_other) ** 2).flatten(1).sum(1) / ((x_0 - x_0_other) ** 2).flatten(1).sum(1)
+    torch.testing.assert_close(ratio, (schedule.snr[t] + 1).float(), rtol=1e-3, atol=1e-3)

@@ -110,7 +110,7 @@ def test_label_dropout_replaces_a_share_p_uncond_by_the_null_label(p_uncond):
     config = DiffusionConfig(image_size=8, T=20, model=tiny, batch_size=64, warmup_steps=2, p_uncond=p_uncond)
     model = LabelRecorder(tiny)
     images, labels = torch.rand(256, 1, 8, 8) * 2 - 1, torch.randint(0, 3, (256,))
-    train(config, model=model, data=(images, labels), n_steps=20, progress=False)
+    train(config, model=model, data=(images, labels), n_images=20 * 64, progress=False)
     seen = torch.cat(model.seen)
     assert seen.numel() == 20 * 64 and seen.min() >= 0 and seen.max() <= 3
     # 1,280 labels: the share of null labels (3) has a standard deviation of 0.013 around p_uncond

@@ -155,3 +155,35 @@ def test_bad_inputs_raise(mixture):
         GaussianMixture([[0.0, 0.0], [1.0, 1.0]], [1.0, 1.0], [0.5, 0.6])
     with pytest.raises(ValueError, match="step_size"):
         langevin_dynamics(lambda x: -x, torch.zeros(2, 2), step_size=0.0, n_steps=3)
+
+
+class _HalfX(torch.nn.Module):
+    """A deterministic stand-in noise predictor: noise_pred = 0.5 x (one parameter, so it has a device)."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.tensor(0.5))
+
+    def forward(self, x, t, y=None):
+        return self.scale * x
+
+
+def test_pc_corrector_uses_alpha_t_of_the_current_step():
+    """Replay pc_sample_loop by hand: the corrector's step is 2 alphas[t] (snr |z| / |score|)^2 (Alg. 5)."""
+    from course_utils import p_sample, score_from_noise
+
+    schedule, model, shape, snr = make_schedule("cosine", 4), _HalfX(), (3, 2), 0.3
+    out = pc_sample_loop(model, schedule, shape, n_corrector=1, snr=snr, generator=torch.Generator().manual_seed(0),
+                         progress=False)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(shape, generator=g)
+    with torch.no_grad():
+        for step in range(3, -1, -1):
+            t = torch.full((3,), step)
+            score = score_from_noise(schedule, model(x, t), t)
+            z = torch.randn(shape, generator=g)
+            ratio = z.norm(dim=1).mean() / score.norm(dim=1).mean()
+            e = 2 * schedule.alphas[step].item() * (snr * ratio.item()) ** 2
+            x = x + e * score + (2 * e) ** 0.5 * z
+            x, _ = p_sample(model, schedule, x, t, generator=g)
+    torch.testing.assert_close(out, x)

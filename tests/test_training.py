@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from course_utils import (
-    EMA, DiffusionConfig, UNet, UNetConfig, default_config, guidance_config, load_checkpoint,
-    make_schedule, noise_prediction_loss, train,
+    EMA, DiffusionConfig, UNet, UNetConfig, autocast_for, default_config, guidance_config, load_checkpoint, loss_weights,
+    make_schedule, noise_prediction_loss, train, train_step,
 )
 
 
@@ -29,7 +29,7 @@ def test_loss_equals_hand_computation():
     loss, per_sample, t_out = noise_prediction_loss(model, schedule, x_0, t=t, noise=noise)
     abar = schedule.alphas_cumprod[t].float().reshape(-1, 1, 1, 1)
     x_t = abar.sqrt() * x_0 + (1 - abar).sqrt() * noise
-    with torch.autocast("cpu", dtype=torch.bfloat16):  # the loss runs the model under the same autocast
+    with autocast_for("cpu"):  # the loss runs the model under the course's precision policy
         noise_pred = model(x_t, t).float()
     expected = ((noise - noise_pred) ** 2).mean(dim=(1, 2, 3))
     torch.testing.assert_close(per_sample, expected)
@@ -82,11 +82,12 @@ def test_default_is_unconditional_and_guidance_config_adds_labels():
     assert guidance_config(T=100).T == 100
 
 
-def test_train_stops_at_n_steps_and_loss_falls():
+def test_train_stops_at_n_images_and_loss_falls():
     config = tiny_config()
-    result = train(config, data=tiny_data(), n_steps=40, log_every=10, progress=False)
+    result = train(config, data=tiny_data(), n_images=320, log_every=10, progress=False)
     h = result.history
-    assert result.step == 40 and h["step"] == [10, 20, 30, 40]
+    assert result.step == 40 and h["step"] == [10, 20, 30, 40] and h["images"] == [80, 160, 240, 320]
+    assert result.images_seen == 320 and h["stopped_by"] == "images"
     assert len(h["bucket_loss"][0]) == 10 and all(v > 0 for v in h["images_per_s"])
     assert h["loss"][-1] < h["loss"][0]
     assert not result.ema_model.training
@@ -95,22 +96,24 @@ def test_train_stops_at_n_steps_and_loss_falls():
 
 def test_train_time_budget_and_callback():
     calls = []
-    result = train(tiny_config(), data=tiny_data(), time_budget_s=0.5, progress=False,
-                   callback=lambda step, r: calls.append(step), callback_every=2)
-    assert result.history["train_seconds"] >= 0.5 and calls[:2] == [2, 4]
-    with pytest.raises(ValueError, match="n_steps, time_budget_s"):
+    result = train(tiny_config(), data=tiny_data(), time_budget_s=0.2, progress=False)
+    assert result.history["train_seconds"] >= 0.2 and result.history["stopped_by"] == "time"
+    train(tiny_config(), data=tiny_data(), n_images=80, progress=False,
+          callback=lambda step, r: calls.append((step, r.images_seen)), callback_every=20)
+    assert calls == [(3, 24), (5, 40), (8, 64), (10, 80)]  # batch 8: the first step past each multiple of 20 images
+    with pytest.raises(ValueError, match="n_images, time_budget_s"):
         train(tiny_config(), data=tiny_data())
 
 
 def test_train_resumes_from_checkpoint(tmp_path):
     path, config = tmp_path / "run.pt", tiny_config()
-    first = train(config, data=tiny_data(), n_steps=6, checkpoint_path=path, progress=False, log_every=3)
+    first = train(config, data=tiny_data(), n_images=48, checkpoint_path=path, progress=False, log_every=3)
     assert load_checkpoint(path, expected_config=config)["step"] == 6
-    second = train(config, data=tiny_data(), n_steps=10, checkpoint_path=path, progress=False, log_every=3)
-    assert second.step == 10 and second.history["step"] == [3, 6, 9, 10]
+    second = train(config, data=tiny_data(), n_images=80, checkpoint_path=path, progress=False, log_every=3)
+    assert second.step == 10 and second.history["step"] == [3, 6, 9, 10] and second.images_seen == 80
     assert load_checkpoint(path)["step"] == 10
     with pytest.raises(ValueError, match="lr: checkpoint has 0.001, expected 0.5"):
-        train(dataclasses.replace(config, lr=0.5), data=tiny_data(), n_steps=12, checkpoint_path=path, progress=False)
+        train(dataclasses.replace(config, lr=0.5), data=tiny_data(), n_images=96, checkpoint_path=path, progress=False)
     assert first.step == 6
 
 
@@ -120,9 +123,9 @@ def test_keyboard_interrupt_keeps_the_model_and_saves(tmp_path):
     def interrupt(step, result):
         raise KeyboardInterrupt
 
-    result = train(tiny_config(), data=tiny_data(), n_steps=50, checkpoint_path=path, progress=False,
-                   callback=interrupt, callback_every=3)
-    assert result.step == 3 and result.history["interrupted"]
+    result = train(tiny_config(), data=tiny_data(), n_images=400, checkpoint_path=path, progress=False,
+                   callback=interrupt, callback_every=24)
+    assert result.step == 3 and result.history["stopped_by"] == "interrupt"
     assert load_checkpoint(path)["step"] == 3
 
 
@@ -140,3 +143,58 @@ def test_elbo_term_is_weighted_noise_error():
     kl = ((mu_tilde - out["mean"]) ** 2).flatten(1).sum(1) / (2 * beta)
     weighted = beta**2 / (2 * beta * alpha * (1 - abar)) * ((noise - out["noise_pred"]) ** 2).flatten(1).sum(1)
     torch.testing.assert_close(kl, weighted, rtol=1e-3, atol=1e-5)
+
+
+def test_min_snr_weights_follow_the_formula():
+    schedule = make_schedule("cosine", 50)
+    t = torch.arange(50)
+    snr = schedule.alphas_cumprod / (1 - schedule.alphas_cumprod)
+    expected = (torch.minimum(snr, torch.tensor(5.0, dtype=torch.float64)) / snr).float()
+    torch.testing.assert_close(loss_weights(schedule, t, "min_snr", gamma=5.0), expected)
+    w = loss_weights(schedule, t, "min_snr", gamma=5.0)
+    assert w[-1] == 1.0 and w[0] < 0.01  # noisy steps keep weight 1, nearly clean steps are damped
+    torch.testing.assert_close(loss_weights(schedule, t, "uniform"), torch.ones(50))
+    with pytest.raises(ValueError, match="weighting must be one of"):
+        loss_weights(schedule, t, "snr")
+
+
+def test_weighted_loss_is_the_weighted_mean_of_the_per_sample_errors():
+    schedule, model = make_schedule("cosine", 20), UNet(TINY)
+    x_0, noise, t = torch.rand(3, 1, 8, 8) * 2 - 1, torch.randn(3, 1, 8, 8), torch.tensor([0, 7, 19])
+    loss, per_sample, _ = noise_prediction_loss(model, schedule, x_0, t=t, noise=noise, weighting="min_snr", gamma=2.0)
+    plain, per_sample_plain, _ = noise_prediction_loss(model, schedule, x_0, t=t, noise=noise)
+    torch.testing.assert_close(per_sample, per_sample_plain)
+    snr = schedule.snr[t]
+    torch.testing.assert_close(loss, (per_sample * (snr.clamp(max=2.0) / snr).float()).mean())
+    assert loss < plain  # every weight is <= 1 and t = 0 is damped
+
+
+def test_train_step_is_one_clipped_adamw_step_on_the_loss():
+    config, schedule = tiny_config(grad_clip=0.01), make_schedule("cosine", 20)
+    model = UNet(TINY)
+    twin = UNet(TINY)
+    twin.load_state_dict(model.state_dict())
+    x_0 = torch.rand(4, 1, 8, 8) * 2 - 1
+    opt, opt_twin = torch.optim.AdamW(model.parameters(), lr=1e-2), torch.optim.SGD(twin.parameters(), lr=1.0)
+    loss, per_sample, t = train_step(model, opt, schedule, config, x_0, generator=torch.Generator().manual_seed(1))
+    # by hand, with the same t and noise: the clipped gradient has norm 0.01
+    loss_hand, _, _ = noise_prediction_loss(twin, schedule, x_0, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(loss, loss_hand.detach())
+    loss_hand.backward()
+    norm = torch.nn.utils.clip_grad_norm_(twin.parameters(), 0.01)
+    assert norm > 0.01
+    clipped = torch.sqrt(sum((p.grad ** 2).sum() for p in twin.parameters()))
+    torch.testing.assert_close(clipped, torch.tensor(0.01), rtol=1e-4, atol=0)
+    assert per_sample.shape == (4,) and t.shape == (4,) and not loss.requires_grad
+    assert not torch.equal(model.conv_in.weight, twin.conv_in.weight)  # the step moved the weights
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("T", 0, "T must be an int >= 2"), ("T", 2.5, "T must be an int >= 2"), ("batch_size", 0, "batch_size"),
+    ("lr", -1.0, "lr must be > 0"), ("schedule", "quadratic", "schedule must be one of"),
+    ("warmup_steps", -1, "warmup_steps"), ("grad_clip", 0.0, "grad_clip"), ("ema_decay", 1.0, "ema_decay"),
+    ("loss_weighting", "snr", "loss_weighting must be one of"), ("min_snr_gamma", 0.0, "min_snr_gamma"),
+])
+def test_config_rejects_bad_values_naming_the_field(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        default_config(**{field: value})

@@ -1,0 +1,130 @@
+"""FID against training images: how many images the course default needs to reach the quality target.
+
+    flock /tmp/cpu.lock .venv/bin/python benchmarks/images_to_target.py                 # the default, up to 300k
+    .venv/bin/python benchmarks/images_to_target.py --set batch_size=64 --images 50000 100000 --tag b64
+
+Trains ``default_config()`` (changed by ``--set field=value``, ``--set model.field=value``) once, and at each
+number of training images in ``--images`` scores the EMA weights with the course's protocol: 500 samples
+with DDIM-50 (eta = 0), FID on the classifier's features against the 2,000 reference test images
+(``course_utils.sample_quality``). Target: FID at most 2x the real-vs-real floor, every class at least 5%.
+Prints a table, writes it to benchmarks/results/images_to_target_<tag>.md, the curve to a .json beside it
+and a plot (FID against images, the target line) to a .png.
+"""
+import argparse
+import dataclasses
+import json
+import time
+
+import matplotlib
+import torch
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+import course_utils as cu  # noqa: E402
+from bench_utils import RESULTS, cpu_capability, reference_numbers, write_results  # noqa: E402
+from train_quality import sample  # noqa: E402
+
+TARGET_RATIO, MIN_CLASS = 2.0, 0.05
+
+
+def parse_value(text, current):
+    """``text`` converted to the type of the field's current value (tuples as comma lists, None as 'none')."""
+    if text.lower() == "none":
+        return None
+    if isinstance(current, bool):
+        return text.lower() in ("1", "true", "yes")
+    if isinstance(current, tuple):
+        return tuple(int(v) for v in text.split(","))
+    if current is None:
+        return int(text)
+    return type(current)(text)
+
+
+def config_from_args(pairs):
+    """default_config() with ``field=value`` and ``model.field=value`` changes applied."""
+    config = cu.default_config()
+    model_changes, changes = {}, {}
+    for pair in pairs:
+        key, value = pair.split("=", 1)
+        if key.startswith("model."):
+            name = key[len("model."):]
+            model_changes[name] = parse_value(value, getattr(config.model, name))
+        else:
+            changes[key] = parse_value(value, getattr(config, key))
+    model = dataclasses.replace(config.model, **model_changes)
+    return dataclasses.replace(config, model=model, **changes)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, nargs="+", default=[25_000, 50_000, 100_000, 150_000, 300_000],
+                        help="numbers of training images at which to score (multiples of 25,000)")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="change a field of default_config(), e.g. batch_size=64 or model.base_channels=16")
+    parser.add_argument("--tag", default="default", help="name of the results files")
+    parser.add_argument("--n-samples", type=int, default=500, help="samples per FID (protocol: 500)")
+    parser.add_argument("--steps", type=int, default=50, help="DDIM steps of the scoring sampler (default 50)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if any(n % 25_000 for n in args.images):
+        parser.error("--images must be multiples of 25,000 (the scoring callback runs every 25,000 images)")
+
+    device = cu.get_device()
+    config = config_from_args(args.set)
+    points, rows, curve = sorted(args.images), [], []
+    floor = reference_numbers(args.n_samples)["floor"]
+
+    def score(step, result):
+        seen = result.images_seen
+        if not any(seen - config.batch_size < p <= seen for p in points):
+            return  # score at the first step that reaches each point
+        start = time.perf_counter()
+        samples = sample(result.ema_model, config, args.n_samples, "ddim", args.steps, device)
+        q = cu.sample_quality(samples)
+        hist = result.history
+        rows.append({"images": f"{seen:,}", "steps": step, "train time": f"{hist['train_seconds'] / 60:.1f} min",
+                     "train img/s": f"{seen / hist['train_seconds']:.0f}", "FID": f"{q['fid']:.2f}",
+                     "FID / floor": f"{q['fid'] / floor:.2f}", "min class": f"{q['min_class_share']:.3f}",
+                     "target met": "yes" if q["fid"] <= TARGET_RATIO * floor and q["min_class_share"] >= MIN_CLASS
+                     else "no"})
+        curve.append({"images": seen, "fid": q["fid"], "ratio": q["fid"] / floor, "min_class": q["min_class_share"],
+                      "train_seconds": hist["train_seconds"]})
+        print(" | ".join(f"{k} {v}" for k, v in rows[-1].items()), f"(scored in {time.perf_counter() - start:.0f} s)",
+              flush=True)
+
+    result = cu.train(config, n_images=points[-1], device=device, callback=score, callback_every=25_000,
+                      progress=False)
+    precision = result.history["precision"]
+    name = f"images_to_target_{args.tag}"
+    changes = ", ".join(args.set) or "none"
+    notes = [f"Config: default_config() with changes: {changes}; {cu.count_parameters(result.model) / 1e6:.2f}M "
+             f"parameters, T={config.T}, batch {config.batch_size}, loss weighting {config.loss_weighting}.",
+             f"Precision {precision}, CPU capability {cpu_capability()}; floor (real vs real, N={args.n_samples}) "
+             f"{floor:.2f}; target FID <= {TARGET_RATIO * floor:.2f} with every class >= {MIN_CLASS:.0%}."]
+    protocol = (f"train once, score the EMA weights at each image count: {args.n_samples} DDIM-{args.steps} samples "
+                f"against the first {cu.N_REFERENCE} Fashion-MNIST test images at 16x16 (course_utils.sample_quality).")
+    write_results(name, f"FID against training images ({args.tag})", protocol, rows, notes)
+    (RESULTS / f"{name}.json").write_text(json.dumps(
+        {"tag": args.tag, "changes": args.set, "precision": precision, "floor": floor, "curve": curve}, indent=1) + "\n")
+    plot_curves([RESULTS / f"{name}.json"], RESULTS / f"{name}.png")
+
+
+def plot_curves(paths, out):
+    """FID / floor against training images for each results .json in ``paths``, with the target line."""
+    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=150)
+    for path in paths:
+        run = json.loads(path.read_text())
+        ax.plot([p["images"] / 1000 for p in run["curve"]], [p["ratio"] for p in run["curve"]], "o-", label=run["tag"])
+    ax.axhline(TARGET_RATIO, color="k", ls="--", lw=1, label="target (2x floor)")
+    ax.set(xscale="log", yscale="log", xlabel="training images (thousands)", ylabel="FID / floor")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out)
+    print(f"plot written to {out}")
+
+
+if __name__ == "__main__":
+    main()
