@@ -136,12 +136,26 @@ def ddim_sigma(schedule, t, t_prev, eta):
     return eta * ((1 - a_prev) / (1 - a_t)).sqrt() * (1 - a_t / a_prev).sqrt()
 
 
+def _shared_step(t, T, batch_size):
+    """The one step t that a DDIM update applies to the whole batch: an int, or a LongTensor [B] of equal values."""
+    t = check_timesteps(t, T, batch_size)
+    if t.numel() and not bool((t == t[0]).all()):
+        raise ValueError(f"a DDIM step moves the whole batch from one t: got different steps {t.unique().tolist()}")
+    return int(t[0])
+
+
 def ddim_step(model, schedule, x_t, t, t_prev, eta=0.0, generator=None, clip_x0=True, y=None, guidance_scale=None):
     """Song et al. (2021) eq. 12, from step t to t_prev < t (t_prev = -1 means x_0):
 
     x_prev = sqrt(alpha_bar_prev) x_0_pred + sqrt(1 - alpha_bar_prev - sigma^2) noise_pred + sigma z.
-    Returns (x_prev, x_0_pred).
+    ``t`` is an int or a LongTensor [B] of one repeated step (as ``p_sample`` takes), ``t_prev`` an int in
+    [-1, t). Returns (x_prev, x_0_pred).
     """
+    t = _shared_step(t, schedule.T, x_t.shape[0])
+    if isinstance(t_prev, bool) or not isinstance(t_prev, int) or not -1 <= t_prev < t:
+        raise ValueError(f"t_prev must be an int with -1 <= t_prev < t={t}, got {t_prev!r}")
+    if eta < 0:
+        raise ValueError(f"eta must be >= 0 (0: deterministic DDIM, 1: DDPM-like noise), got {eta}")
     tt = torch.full((x_t.shape[0],), t, dtype=torch.long, device=x_t.device)
     noise_pred = predict_noise(model, x_t, tt, y, guidance_scale, schedule)
     x_0_pred = predict_x0_from_noise(schedule, x_t, tt, noise_pred)
@@ -162,6 +176,8 @@ def ddim_sample_loop(model, schedule, shape, n_steps, eta=0.0, generator=None, p
     eta = 0 is deterministic given x_T; eta = 1 with n_steps = T is DDPM with the posterior variance.
     ``kw`` goes to ``ddim_step`` (clip_x0, y, guidance_scale). Returns x_0 (or (x_0, trajectory)).
     """
+    if eta < 0:
+        raise ValueError(f"eta must be >= 0 (0: deterministic DDIM, 1: DDPM-like noise), got {eta}")
     device = model_device(model)
     x = randn_on(shape, generator, device) if x_T is None else x_T.to(device)
     steps = ddim_timesteps(schedule.T, n_steps).tolist()[::-1]

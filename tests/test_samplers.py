@@ -221,3 +221,51 @@ def test_slerp_formula_ends_and_norm():
         slerp(a, 2 * a, [0.5])
     with pytest.raises(ValueError, match="same shape"):
         slerp(a, b[0], [0.5])
+
+
+def test_ddim_step_takes_an_int_or_a_repeated_step_tensor(schedule):
+    from course_utils import ddim_step
+
+    model, x_t = Smooth(), torch.randn(3, 1, 4, 4)
+    by_int, _ = ddim_step(model, schedule, x_t, 10, 5)
+    by_tensor, _ = ddim_step(model, schedule, x_t, torch.full((3,), 10), 5)
+    torch.testing.assert_close(by_int, by_tensor)
+    with pytest.raises(ValueError, match="moves the whole batch from one t"):
+        ddim_step(model, schedule, x_t, torch.tensor([10, 9, 10]), 5)
+    with pytest.raises(TypeError, match="must hold integers"):
+        ddim_step(model, schedule, x_t, torch.full((3,), 10.0), 5)
+    with pytest.raises(ValueError, match="timestep out of range"):
+        ddim_step(model, schedule, x_t, T, 5)
+    with pytest.raises(ValueError, match="t_prev must be an int with -1 <= t_prev < t=10"):
+        ddim_step(model, schedule, x_t, 10, 10)
+
+
+def test_negative_eta_is_rejected_on_entry(schedule):
+    from course_utils import ddim_step
+
+    with pytest.raises(ValueError, match="eta must be >= 0"):
+        ddim_sample_loop(Smooth(), schedule, (2, 1, 4, 4), 5, eta=-1.0, progress=False)
+    with pytest.raises(ValueError, match="eta must be >= 0"):
+        ddim_step(Smooth(), schedule, torch.randn(2, 1, 4, 4), 10, 5, eta=-0.5)
+
+
+def test_v_predicting_model_samples_through_its_noise(schedule):
+    """A v model's output is turned into noise with the schedule: an oracle in v form gives the oracle's samples."""
+    x_star = torch.linspace(-0.8, 0.8, 16).reshape(1, 1, 4, 4)
+
+    class OracleV(Oracle):
+        config = UNetConfig(image_size=4, base_channels=8, channel_mults=(1,), num_groups=4, prediction="v")
+
+        def forward(self, x, t, y=None):
+            noise = super().forward(x, t, y)
+            abar = extract(self.schedule.alphas_cumprod, t, x)
+            return abar.sqrt() * noise - (1 - abar).sqrt() * self.x_star
+
+    v_model, noise_model = OracleV(schedule, x_star), Oracle(schedule, x_star)
+    x_t, t = torch.randn(2, 1, 4, 4), torch.tensor([3, 15])
+    torch.testing.assert_close(predict_noise(v_model, x_t, t, schedule=schedule), predict_noise(noise_model, x_t, t),
+                               atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="predicts v: pass schedule="):
+        predict_noise(v_model, x_t, t)
+    out = ddim_sample_loop(v_model, schedule, (2, 1, 4, 4), 10, progress=False)
+    torch.testing.assert_close(out, x_star.expand(2, 1, 4, 4), atol=1e-3, rtol=0)
