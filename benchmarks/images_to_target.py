@@ -5,8 +5,9 @@
 
 Trains ``default_config()`` (changed by ``--set field=value``, ``--set model.field=value``) once, and at each
 number of training images in ``--images`` scores the EMA weights with the course's protocol: 500 samples
-with DDIM-50 (eta = 0), FID on the classifier's features against the 2,000 reference test images
-(``course_utils.sample_quality``). Target: FID at most 2x the real-vs-real floor, every class at least 5%.
+from the course's default sampler (``--sampler ddpm``: all T ancestral steps, as notebooks 05 and 06 sample;
+``--sampler ddim``: DDIM with ``--steps`` steps, eta = 0), FID on the classifier's features against the 2,000
+reference test images (``course_utils.sample_quality``). Target: FID at most 2x the real-vs-real floor, every class at least 5%.
 Prints a table, writes it to benchmarks/results/images_to_target_<tag>.md, the curve to a .json beside it
 and a plot (FID against images, the target line) to a .png.
 """
@@ -14,6 +15,7 @@ import argparse
 import dataclasses
 import json
 import time
+from pathlib import Path
 
 import matplotlib
 import torch
@@ -64,7 +66,10 @@ def main():
                         help="change a field of default_config(), e.g. batch_size=64 or model.base_channels=16")
     parser.add_argument("--tag", default="default", help="name of the results files")
     parser.add_argument("--n-samples", type=int, default=500, help="samples per FID (protocol: 500)")
-    parser.add_argument("--steps", type=int, default=50, help="DDIM steps of the scoring sampler (default 50)")
+    parser.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddpm",
+                        help="ddpm (all T ancestral steps, the course's default sampler) or ddim")
+    parser.add_argument("--steps", type=int, default=50, help="DDIM steps, with --sampler ddim (default 50)")
+    parser.add_argument("--save", default=None, help="keep the trained run as this resumable checkpoint")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = parser.parse_args()
     if args.threads:
@@ -74,6 +79,8 @@ def main():
 
     device = cu.get_device()
     config = config_from_args(args.set)
+    if args.save:
+        Path(args.save).unlink(missing_ok=True)  # a fresh run: train() would resume from an old file
     points, rows, curve = sorted(args.images), [], []
     floor = reference_numbers(args.n_samples)["floor"]
 
@@ -82,7 +89,7 @@ def main():
         if not any(seen - config.batch_size < p <= seen for p in points):
             return  # score at the first step that reaches each point
         start = time.perf_counter()
-        samples = sample(result.ema_model, config, args.n_samples, "ddim", args.steps, device)
+        samples = sample(result.ema_model, config, args.n_samples, args.sampler, args.steps, device)
         q = cu.sample_quality(samples)
         hist = result.history
         rows.append({"images": f"{seen:,}", "steps": step, "train time": f"{hist['train_seconds'] / 60:.1f} min",
@@ -96,7 +103,7 @@ def main():
               flush=True)
 
     result = cu.train(config, n_images=points[-1], device=device, callback=score, callback_every=25_000,
-                      progress=False)
+                      progress=False, checkpoint_path=args.save, checkpoint_every_s=1e9)
     precision = result.history["precision"]
     name = f"images_to_target_{args.tag}"
     changes = ", ".join(args.set) or "none"
@@ -104,7 +111,8 @@ def main():
              f"parameters, T={config.T}, batch {config.batch_size}, loss weighting {config.loss_weighting}.",
              f"Precision {precision}, CPU capability {cpu_capability()}; floor (real vs real, N={args.n_samples}) "
              f"{floor:.2f}; target FID <= {TARGET_RATIO * floor:.2f} with every class >= {MIN_CLASS:.0%}."]
-    protocol = (f"train once, score the EMA weights at each image count: {args.n_samples} DDIM-{args.steps} samples "
+    sampler = f"DDPM-{config.T}" if args.sampler == "ddpm" else f"DDIM-{args.steps}"
+    protocol = (f"train once, score the EMA weights at each image count: {args.n_samples} {sampler} samples "
                 f"against the first {cu.N_REFERENCE} Fashion-MNIST test images at 16x16 (course_utils.sample_quality).")
     write_results(name, f"FID against training images ({args.tag})", protocol, rows, notes)
     (RESULTS / f"{name}.json").write_text(json.dumps(

@@ -1,15 +1,16 @@
-"""Paste the result files of benchmarks/results/ into README.md, verbatim, between two marker comments.
+"""Paste the result files of benchmarks/results/ into benchmarks/README.md, verbatim, between two marker comments.
 
     .venv/bin/python benchmarks/update_readme.py
 
 Each file becomes a "###" section named after its own title and the command that wrote it; the text
 between ``<!-- results:start -->`` and ``<!-- results:end -->`` is replaced, nothing else is touched.
-tests/test_docs.py checks that the README holds every result file as it is.
+tests/test_docs.py checks that benchmarks/README.md holds every result file as it is.
 """
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
+BENCH_README = ROOT / "benchmarks" / "README.md"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 # result file -> the command that writes it (in the order the README shows them)
 SECTIONS = {
@@ -29,17 +30,17 @@ def section(name, command):
 
 
 def main():
-    readme = (ROOT / "README.md").read_text()
+    readme = BENCH_README.read_text()
     if START not in readme or END not in readme:
-        raise SystemExit(f"README.md needs the markers {START} and {END} around the results")
+        raise SystemExit(f"{BENCH_README} needs the markers {START} and {END} around the results")
     head, rest = readme.split(START, 1)
     _, tail = rest.split(END, 1)
     missing = [name for name in SECTIONS if not (RESULTS / name).is_file()]
     if missing:
         raise SystemExit(f"no result file for {', '.join(missing)}: run the benchmark first")
     body = "\n".join(section(name, command) for name, command in SECTIONS.items())
-    (ROOT / "README.md").write_text(f"{head}{START}\n\n{body}\n{END}{tail}")
-    print(f"README.md: pasted {len(SECTIONS)} result files")
+    BENCH_README.write_text(f"{head}{START}\n\n{body}\n{END}{tail}")
+    print(f"benchmarks/README.md: pasted {len(SECTIONS)} result files")
 
 
 if __name__ == "__main__":

@@ -79,7 +79,7 @@ from .schedules import (
     sigmoid_alphas_cumprod,
 )
 from .training import (EMA, LOSS_WEIGHTINGS, TRAIN_IMAGES, DiffusionConfig, TrainResult, default_config,
-                       guidance_config, loss_weights, measure_training_speed, noise_prediction_loss, train, train_step)
+                       guidance_config, loss_weights, measure_training_speed, diffusion_loss, train, train_step)
 
 __all__ = [
     # config
@@ -107,7 +107,7 @@ __all__ = [
     # models
     "PREDICTIONS", "UNetConfig", "sinusoidal_embedding", "ResBlock", "Attention", "UNet", "count_parameters",
     # training
-    "DiffusionConfig", "default_config", "guidance_config", "LOSS_WEIGHTINGS", "loss_weights", "noise_prediction_loss",
+    "DiffusionConfig", "default_config", "guidance_config", "LOSS_WEIGHTINGS", "loss_weights", "diffusion_loss",
     "train_step", "EMA", "TRAIN_IMAGES", "measure_training_speed",
     "TrainResult", "train",
     # samplers

@@ -20,7 +20,7 @@ from .diffusion import check_timesteps, extract
 from .models import sinusoidal_embedding
 from .device import model_device, randn_on, sampling_mode
 from .samplers import p_sample, predict_noise
-from .training import noise_prediction_loss
+from .training import diffusion_loss
 
 __all__ = [
     "score_from_noise", "noise_from_score", "GaussianMixture", "ToyNoiseMLP", "train_toy_noise_model",
@@ -154,7 +154,7 @@ class ToyNoiseMLP(nn.Module):
 
 
 def train_toy_noise_model(model, schedule, mixture, n_steps, batch_size=512, lr=2e-3, generator=None):
-    """Fit noise_pred = model(x_t, t) by ``noise_prediction_loss`` (Ho et al. 2020, L_simple) on fresh mixture samples.
+    """Fit noise_pred = model(x_t, t) by ``diffusion_loss`` (Ho et al. 2020, L_simple) on fresh mixture samples.
 
     Every step draws x_0 from ``mixture`` (t and noise inside the loss); Adam, with the learning
     rate decaying to 0 on a cosine. Returns the list of losses (one per step).
@@ -164,7 +164,7 @@ def train_toy_noise_model(model, schedule, mixture, n_steps, batch_size=512, lr=
     model.train()
     losses = []
     for _ in range(n_steps):
-        loss, _, _ = noise_prediction_loss(model, schedule, mixture.sample(batch_size, generator=generator),
+        loss, _, _ = diffusion_loss(model, schedule, mixture.sample(batch_size, generator=generator),
                                            generator=generator)
         opt.zero_grad()
         loss.backward()

@@ -1,11 +1,13 @@
-"""Training a noise predictor: the loss, one step of Algorithm 1, EMA weights and a resumable training loop (notebook 05).
+"""Training a diffusion model: the loss, one step of Algorithm 1, EMA weights and a resumable training loop (notebook 05).
 
-The loss is Ho et al. (2020)'s L_simple (Algorithm 1): draw t ~ Uniform{0..T-1} and
-noise ~ N(0, I), form x_t = q_sample(x_0, t, noise) and regress the noise:
-    loss = mean over the batch of w_t || noise - model(x_t, t) ||^2 / D   (D = pixels per image),
-with w_t = 1 (L_simple) or the Min-SNR-gamma weight w_t = min(SNR_t, gamma) / SNR_t (Hang et al. 2023, eq. 8
-written for noise prediction), which stops the nearly clean steps, whose noise is hard to see and matters
-little for the samples, from taking most of the gradient.
+Ho et al. (2020)'s L_simple (Algorithm 1): draw t ~ Uniform{0..T-1} and noise ~ N(0, I), form
+x_t = q_sample(x_0, t, noise) and regress the noise:
+    loss = mean over the batch of w_t || noise - model(x_t, t) ||^2 / D   (D = pixels per image), w_t = 1.
+The course default changes two things, measured in benchmarks/DEFAULTS.md: the network predicts
+v = sqrt(alpha_bar_t) noise - sqrt(1 - alpha_bar_t) x_0 (Salimans & Ho 2022), and the loss is weighted with
+Min-SNR-gamma (Hang et al. 2023), w_t = min(SNR_t, gamma) / (SNR_t + 1) on the v error, which is the weight
+min(SNR_t, gamma) / SNR_t on the noise error: the nearly clean steps, whose noise is hard to see and matters
+little for the samples, no longer take most of the gradient.
 """
 import copy
 import dataclasses
@@ -24,11 +26,11 @@ from .models import UNet, UNetConfig
 from .schedules import SCHEDULE_KINDS, make_schedule
 
 __all__ = ["DiffusionConfig", "default_config", "guidance_config", "LOSS_WEIGHTINGS", "loss_weights",
-           "noise_prediction_loss", "train_step", "EMA", "TrainResult", "train", "TRAIN_IMAGES",
+           "diffusion_loss", "train_step", "EMA", "TrainResult", "train", "TRAIN_IMAGES",
            "measure_training_speed"]
 
 LOSS_WEIGHTINGS = ("uniform", "min_snr")
-TRAIN_IMAGES = 150_000  # training images of notebook 05's full run and the committed checkpoint (benchmarks/DEFAULTS.md)
+TRAIN_IMAGES = 200_000  # training images of notebook 05's full run and the committed checkpoint (benchmarks/DEFAULTS.md)
 
 
 @dataclass(frozen=True)
@@ -36,16 +38,16 @@ class DiffusionConfig:
     """Everything that defines a trained model; stored in every checkpoint and compared on loading."""
 
     image_size: int = 16  # 16x16 Fashion-MNIST: 3x cheaper than 28x28 and still recognisable
-    T: int = 500  # diffusion steps; sampling costs T model calls, so T is a speed/quality trade-off
+    T: int = 250  # diffusion steps; sampling costs T model calls, so T is a speed/quality trade-off
     schedule: str = "cosine"  # "linear", "cosine" or "sigmoid" (course_utils.make_schedule)
     scale_to_T: bool = True  # linear only: scale 1e-4..0.02 by 1000/T so alpha_bar_T ends near 0
     model: UNetConfig = field(default_factory=UNetConfig)  # the U-Net's sizes
-    batch_size: int = 128  # images per optimiser step
+    batch_size: int = 32  # images per optimiser step: small batches make more steps from the same images
     lr: float = 1e-3  # AdamW learning rate after a linear warm-up; small models tolerate a high rate
     warmup_steps: int = 200  # linear learning-rate warm-up, avoids early instability
     grad_clip: float = 1.0  # clip the gradient norm: rare large-t batches otherwise jolt the weights
     ema_decay: float = 0.999  # EMA of the weights, averaging over about 1 / (1 - decay) = 1000 steps
-    loss_weighting: str = "uniform"  # "uniform" (L_simple) or "min_snr" (Hang et al. 2023)
+    loss_weighting: str = "min_snr"  # "uniform" (L_simple) or "min_snr" (Hang et al. 2023)
     min_snr_gamma: float = 5.0  # the cap gamma of the Min-SNR weight
     p_uncond: float = 0.1  # label dropout for classifier-free guidance (needs model.num_classes; 0 = always labelled)
     seed: int = 0  # seeds the weights, the batch order, t and the noise
@@ -117,12 +119,14 @@ def loss_weights(schedule, t, weighting="uniform", gamma=5.0, prediction="noise"
     raise ValueError(f"weighting must be one of {LOSS_WEIGHTINGS}, got {weighting!r}")
 
 
-def noise_prediction_loss(model, schedule, x_0, t=None, noise=None, y=None, generator=None, weighting="uniform",
+def diffusion_loss(model, schedule, x_0, t=None, noise=None, y=None, generator=None, weighting="uniform",
                           gamma=5.0):
     """The training loss: returns (mean weighted loss, per-sample error [B], t [B]).
 
-    per-sample error = mean over pixels of (noise - model(q_sample(x_0, t, noise), t, y))^2; the loss is the batch
-    mean of ``loss_weights(schedule, t, weighting, gamma)`` times it (L_simple with the default "uniform").
+    per-sample error = mean over pixels of (target - model(q_sample(x_0, t, noise), t, y))^2, the target being
+    the noise for a noise predictor (L_simple with the default "uniform" weighting) and
+    v = sqrt(alpha_bar_t) noise - sqrt(1 - alpha_bar_t) x_0 for a v predictor (``model.config.prediction``);
+    the loss is the batch mean of ``loss_weights(schedule, t, weighting, gamma, prediction)`` times it.
     ``t`` defaults to Uniform{0..T-1}, ``noise`` to N(0, I). The error is computed in float32.
     """
     B = x_0.shape[0]
@@ -131,7 +135,7 @@ def noise_prediction_loss(model, schedule, x_0, t=None, noise=None, y=None, gene
     if noise is None:
         noise = torch.randn(x_0.shape, generator=generator).to(x_0.device)
     x_t = q_sample(schedule, x_0, t, noise)
-    prediction = model.config.prediction
+    prediction = getattr(getattr(model, "config", None), "prediction", "noise")
     target = v_target(schedule, x_0, t, noise) if prediction == "v" else noise
     with autocast_for(x_0.device):
         out = model(x_t, t, y)
@@ -143,7 +147,7 @@ def noise_prediction_loss(model, schedule, x_0, t=None, noise=None, y=None, gene
 def train_step(model, optimizer, schedule, config, x_0, y=None, generator=None):
     """One optimiser step of Algorithm 1 (Ho et al. 2020): t ~ Uniform{0..T-1}, noise ~ N(0, I),
     a gradient step on the loss (clipped to ``config.grad_clip``). Returns (loss, per-sample error [B], t [B])."""
-    loss, per_sample, t = noise_prediction_loss(model, schedule, x_0, y=y, generator=generator,
+    loss, per_sample, t = diffusion_loss(model, schedule, x_0, y=y, generator=generator,
                                                 weighting=config.loss_weighting, gamma=config.min_snr_gamma)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()

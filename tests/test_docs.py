@@ -79,7 +79,8 @@ def test_notebook_has_one_parameters_cell(notebook):
 
 
 @pytest.mark.parametrize("result", sorted((ROOT / "benchmarks" / "results").glob("*.md")), ids=lambda p: p.name)
-def test_readme_shows_each_benchmark_result_verbatim(result):
-    """The README's result tables are the files the benchmark scripts wrote (benchmarks/update_readme.py)."""
+def test_benchmarks_readme_shows_each_benchmark_result_verbatim(result):
+    """benchmarks/README.md's result tables are the files the benchmark scripts wrote (benchmarks/update_readme.py)."""
     body = result.read_text().split("\n", 1)[1]
-    assert body in (ROOT / "README.md").read_text(), f"README.md lacks {result.name}: run benchmarks/update_readme.py"
+    assert body in (ROOT / "benchmarks" / "README.md").read_text(), \
+        f"benchmarks/README.md lacks {result.name}: run benchmarks/update_readme.py"

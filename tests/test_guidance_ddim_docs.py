@@ -31,7 +31,7 @@ class PointOracle(nn.Module):
 
 def test_ddim_eta0_step_is_equation_12(schedule):
     torch.manual_seed(0)
-    model = UNet(UNetConfig(image_size=8, base_channels=8, channel_mults=(1, 2), num_groups=4, time_embed_dim=16)).eval()
+    model = UNet(UNetConfig(image_size=8, base_channels=8, channel_mults=(1, 2), num_groups=4, prediction="noise", time_embed_dim=16)).eval()
     x_t, t, t_prev = torch.randn(3, 1, 8, 8), 60, 35
     with torch.no_grad():
         noise_pred = predict_noise(model, x_t, torch.full((3,), t))
@@ -76,7 +76,7 @@ def test_ddim_family_keeps_the_marginals(schedule, eta):
 def test_guidance_scale_is_one_plus_ho_salimans_w():
     """predict_noise(..., guidance_scale=1 + w) = (1 + w) noise_cond - w noise_uncond (Ho & Salimans 2021, eq. 6)."""
     torch.manual_seed(0)
-    config = UNetConfig(image_size=8, base_channels=8, channel_mults=(1, 2), num_groups=4, time_embed_dim=16, num_classes=10)
+    config = UNetConfig(image_size=8, base_channels=8, channel_mults=(1, 2), num_groups=4, prediction="noise", time_embed_dim=16, num_classes=10)
     model = UNet(config).eval()
     with torch.no_grad():  # make the class embedding matter (it starts random but small)
         model.class_embed.weight.mul_(5)

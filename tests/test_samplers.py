@@ -59,7 +59,7 @@ class Smooth(nn.Module):
 class Labelled(nn.Module):
     """noise_pred = label value (the null label 10 gives 10): makes the guidance formula visible."""
 
-    config = UNetConfig(num_classes=10, base_channels=8, num_groups=4)
+    config = UNetConfig(num_classes=10, base_channels=8, num_groups=4, prediction="noise")
 
     def forward(self, x, t, y=None):
         return torch.zeros_like(x) + y.float().reshape(-1, 1, 1, 1)
@@ -67,7 +67,7 @@ class Labelled(nn.Module):
 
 def tiny_unet():
     torch.manual_seed(0)
-    return UNet(UNetConfig(image_size=8, base_channels=8, channel_mults=(1, 2), num_groups=4, time_embed_dim=16))
+    return UNet(UNetConfig(image_size=8, base_channels=8, channel_mults=(1, 2), num_groups=4, prediction="noise", time_embed_dim=16))
 
 
 def x_star():

@@ -6,12 +6,13 @@ import torch
 
 from course_utils import (
     EMA, DiffusionConfig, UNet, UNetConfig, autocast_for, default_config, guidance_config, load_checkpoint, loss_weights,
-    make_schedule, noise_prediction_loss, train, train_step,
+    make_schedule, diffusion_loss, measure_training_speed, train, train_step,
 )
 
 
 TINY = UNetConfig(image_size=8, base_channels=8, channel_mults=(1, 2), num_groups=4, time_embed_dim=16,
-                  attention=False, num_classes=3)
+                  attention=False, num_classes=3, prediction="noise")
+TINY_V = dataclasses.replace(TINY, prediction="v")
 
 
 def tiny_config(**kw):
@@ -26,7 +27,7 @@ def test_loss_equals_hand_computation():
     schedule = make_schedule("cosine", 20)
     model = UNet(TINY)
     x_0, noise, t = torch.rand(3, 1, 8, 8) * 2 - 1, torch.randn(3, 1, 8, 8), torch.tensor([0, 7, 19])
-    loss, per_sample, t_out = noise_prediction_loss(model, schedule, x_0, t=t, noise=noise)
+    loss, per_sample, t_out = diffusion_loss(model, schedule, x_0, t=t, noise=noise)
     abar = schedule.alphas_cumprod[t].float().reshape(-1, 1, 1, 1)
     x_t = abar.sqrt() * x_0 + (1 - abar).sqrt() * noise
     with autocast_for("cpu"):  # the loss runs the model under the course's precision policy
@@ -39,7 +40,7 @@ def test_loss_equals_hand_computation():
 
 def test_loss_draws_t_uniformly():
     schedule = make_schedule("cosine", 20)
-    _, _, t = noise_prediction_loss(UNet(TINY), schedule, torch.zeros(400, 1, 8, 8), generator=torch.Generator().manual_seed(0))
+    _, _, t = diffusion_loss(UNet(TINY), schedule, torch.zeros(400, 1, 8, 8), generator=torch.Generator().manual_seed(0))
     assert t.min() == 0 and t.max() == 19 and len(t.unique()) == 20
 
 
@@ -161,8 +162,8 @@ def test_min_snr_weights_follow_the_formula():
 def test_weighted_loss_is_the_weighted_mean_of_the_per_sample_errors():
     schedule, model = make_schedule("cosine", 20), UNet(TINY)
     x_0, noise, t = torch.rand(3, 1, 8, 8) * 2 - 1, torch.randn(3, 1, 8, 8), torch.tensor([0, 7, 19])
-    loss, per_sample, _ = noise_prediction_loss(model, schedule, x_0, t=t, noise=noise, weighting="min_snr", gamma=2.0)
-    plain, per_sample_plain, _ = noise_prediction_loss(model, schedule, x_0, t=t, noise=noise)
+    loss, per_sample, _ = diffusion_loss(model, schedule, x_0, t=t, noise=noise, weighting="min_snr", gamma=2.0)
+    plain, per_sample_plain, _ = diffusion_loss(model, schedule, x_0, t=t, noise=noise)
     torch.testing.assert_close(per_sample, per_sample_plain)
     snr = schedule.snr[t]
     torch.testing.assert_close(loss, (per_sample * (snr.clamp(max=2.0) / snr).float()).mean())
@@ -178,7 +179,8 @@ def test_train_step_is_one_clipped_adamw_step_on_the_loss():
     opt, opt_twin = torch.optim.AdamW(model.parameters(), lr=1e-2), torch.optim.SGD(twin.parameters(), lr=1.0)
     loss, per_sample, t = train_step(model, opt, schedule, config, x_0, generator=torch.Generator().manual_seed(1))
     # by hand, with the same t and noise: the clipped gradient has norm 0.01
-    loss_hand, _, _ = noise_prediction_loss(twin, schedule, x_0, generator=torch.Generator().manual_seed(1))
+    loss_hand, _, _ = diffusion_loss(twin, schedule, x_0, generator=torch.Generator().manual_seed(1),
+                                     weighting=config.loss_weighting, gamma=config.min_snr_gamma)
     torch.testing.assert_close(loss, loss_hand.detach())
     loss_hand.backward()
     norm = torch.nn.utils.clip_grad_norm_(twin.parameters(), 0.01)
@@ -198,3 +200,47 @@ def test_train_step_is_one_clipped_adamw_step_on_the_loss():
 def test_config_rejects_bad_values_naming_the_field(field, value, message):
     with pytest.raises(ValueError, match=message):
         default_config(**{field: value})
+
+
+def test_v_loss_by_hand_and_its_weight():
+    """v = sqrt(abar) noise - sqrt(1 - abar) x_0; Min-SNR on v: min(SNR, gamma) / (SNR + 1), which equals
+    min(SNR, gamma) / SNR on the noise error because |noise - noise'|^2 = abar |v - v'|^2."""
+    schedule, model = make_schedule("cosine", 20), UNet(TINY_V)
+    x_0, noise, t = torch.rand(3, 1, 8, 8) * 2 - 1, torch.randn(3, 1, 8, 8), torch.tensor([0, 7, 19])
+    loss, per_sample, _ = diffusion_loss(model, schedule, x_0, t=t, noise=noise, weighting="min_snr", gamma=5.0)
+    abar = schedule.alphas_cumprod[t].float().reshape(-1, 1, 1, 1)
+    x_t = abar.sqrt() * x_0 + (1 - abar).sqrt() * noise
+    v = abar.sqrt() * noise - (1 - abar).sqrt() * x_0
+    with autocast_for("cpu"):
+        v_pred = model(x_t, t).float()
+    expected = ((v - v_pred) ** 2).mean(dim=(1, 2, 3))
+    torch.testing.assert_close(per_sample, expected)
+    snr = schedule.snr[t]
+    w_v = (snr.clamp(max=5.0) / (snr + 1)).float()
+    torch.testing.assert_close(loss, (w_v * expected).mean())
+    noise_pred = abar.sqrt() * v_pred + (1 - abar).sqrt() * x_t
+    noise_error = ((noise - noise_pred) ** 2).mean(dim=(1, 2, 3))
+    w_noise = (snr.clamp(max=5.0) / snr).float()
+    torch.testing.assert_close(w_v * expected, w_noise * noise_error, rtol=1e-4, atol=1e-6)
+
+
+def test_measure_training_speed_counts_images_per_second():
+    speed = measure_training_speed(tiny_config(), n_steps=2)
+    assert 0 < speed < 1e6
+
+
+def test_notebook_05_trains_the_images_the_checkpoint_records():
+    """The visible parameter of notebook 05, cu.TRAIN_IMAGES and the committed checkpoint's record agree."""
+    import json
+    import re
+    from pathlib import Path
+
+    from course_utils import TRAIN_IMAGES
+
+    root = Path(__file__).resolve().parent.parent
+    cells = json.loads((root / "notebooks" / "05_ddpm_training.ipynb").read_text())["cells"]
+    parameters = "".join(next(c for c in cells if c.get("id") == "parameters")["source"])
+    full = int(re.search(r"n_images = cu\.pick\(full=([\d_]+),", parameters).group(1).replace("_", ""))
+    assert full == TRAIN_IMAGES
+    record = json.loads((root / "checkpoints" / "ddpm_fashion16.json").read_text())
+    assert record["images_seen"] >= TRAIN_IMAGES and record["precision"] in ("float32", "bfloat16")
