@@ -1,4 +1,5 @@
-"""What the three benchmark scripts share: the machine, FLOPs and peak, the metric's reference numbers, tables.
+"""What the benchmark scripts share: the machine, FLOPs and peak, the metric's reference numbers, tables, sampling
+and training helpers.
 
 Not part of ``course_utils``: the course code lives there; this file only measures it.
 """
@@ -11,6 +12,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import course_utils as cu
+from course_utils.samplers import ddim_sample_loop, p_sample_loop
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -108,3 +110,40 @@ def write_results(name, title, protocol, rows, notes=()):
     (RESULTS / f"{name}.md").write_text(text)
     print("\n" + text + f"(written to {RESULTS / (name + '.md')})")
     return text
+
+
+def sample(model, config, n, sampler, steps, device, seed=0, batch_size=500, balanced=False):
+    """n samples [n, 1, S, S]: ``sampler`` "ddpm" (T ancestral steps) or "ddim" (``steps``, eta = 0).
+
+    Unconditional (for a class-conditional model: the null label); with ``balanced`` a class-conditional model gets the
+    labels 0, 1, ..., 9, 0, 1, ... (every class n/10 times, no guidance).
+    """
+    schedule, generator, out = config.make_schedule(), torch.Generator().manual_seed(seed), []
+    for start in range(0, n, batch_size):
+        shape = (min(batch_size, n - start), 1, config.image_size, config.image_size)
+        kw = {}
+        if balanced:
+            kw = {"y": (torch.arange(start, start + shape[0]) % config.model.num_classes).to(device)}
+        if sampler == "ddpm":
+            out.append(p_sample_loop(model, schedule, shape, generator=generator, progress=False, **kw).cpu())
+        else:
+            out.append(ddim_sample_loop(model, schedule, shape, steps, generator=generator, progress=False, **kw).cpu())
+    return torch.cat(out)
+
+
+def timed_sample(model, config, n, sampler, steps, device, balanced=False):
+    sync(device)
+    start = time.perf_counter()
+    samples = sample(model, config, n, sampler, steps, device, balanced=balanced)
+    sync(device)
+    return samples, time.perf_counter() - start
+
+
+def train_for(config, minutes, device, save=None):
+    """Train ``config`` for ``minutes`` of training time (a fresh run; kept at ``save`` if given); returns
+    (EMA model, steps, images/s)."""
+    if save is not None:
+        Path(save).unlink(missing_ok=True)  # train() would resume from an old file
+    result = cu.train(config, time_budget_s=60 * minutes, device=device, progress=False, checkpoint_path=save)
+    images_per_s = result.images_seen / result.history["train_seconds"]
+    return result.ema_model, result.step, images_per_s

@@ -25,7 +25,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 import course_utils as cu  # noqa: E402
 from bench_utils import RESULTS, cpu_capability, reference_numbers, write_results  # noqa: E402
-from train_quality import sample  # noqa: E402
+from bench_utils import sample  # noqa: E402
 
 TARGET_RATIO, MIN_CLASS = 2.0, 0.05
 
@@ -120,14 +120,21 @@ def main():
     plot_curves([RESULTS / f"{name}.json"], RESULTS / f"{name}.png")
 
 
-def plot_curves(paths, out):
+def plot_curves(paths, out, labels=None):
     """FID / floor against training images for each results .json in ``paths``, with the target line."""
-    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=150)
-    for path in paths:
+    fig, ax = plt.subplots(figsize=(6.5, 3.8), dpi=150)
+    for k, path in enumerate(paths):
         run = json.loads(path.read_text())
-        ax.plot([p["images"] / 1000 for p in run["curve"]], [p["ratio"] for p in run["curve"]], "o-", label=run["tag"])
+        label = labels[k] if labels else run["tag"]
+        ax.plot([p["images"] / 1000 for p in run["curve"]], [p["ratio"] for p in run["curve"]], "o-", label=label)
     ax.axhline(TARGET_RATIO, color="k", ls="--", lw=1, label="target (2x floor)")
     ax.set(xscale="log", yscale="log", xlabel="training images (thousands)", ylabel="FID / floor")
+    ticks = matplotlib.ticker
+    ax.xaxis.set_major_locator(ticks.FixedLocator([25, 50, 100, 150, 200, 300]))
+    ax.yaxis.set_major_locator(ticks.FixedLocator([2, 3, 4, 6, 10, 15, 20, 30]))
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_formatter(ticks.ScalarFormatter())
+        axis.set_minor_locator(ticks.NullLocator())
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out)

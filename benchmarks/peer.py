@@ -26,7 +26,7 @@ import course_utils as cu
 from bench_utils import quality_columns, reference_numbers, sync, write_results
 from course_utils.models import count_parameters
 from course_utils.training import default_config
-from train_quality import timed_sample, train_for
+from bench_utils import timed_sample, train_for
 
 INSTALL = __doc__.split("(it is NOT in requirements.txt):")[1].split("Both models")[0]
 

@@ -17,7 +17,7 @@ from bench_utils import quality_columns, reference_numbers, write_results
 from course_utils.checkpoints import load_checkpoint
 from course_utils.pretrained import load_pretrained
 from course_utils.training import DiffusionConfig
-from train_quality import timed_sample
+from bench_utils import timed_sample
 
 
 def main():

@@ -22,7 +22,7 @@ import torch
 
 import course_utils as cu
 from bench_utils import machine
-from train_quality import sample
+from bench_utils import sample
 
 matplotlib.use("Agg")
 

@@ -14,6 +14,7 @@ BENCH_README = ROOT / "benchmarks" / "README.md"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 # result file -> the command that writes it (in the order the README shows them)
 SECTIONS = {
+    "images_to_target_default.md": "images_to_target.py --images 25000 50000 100000 150000 --save runs/bench_images_default.pt",
     "train_quality_3min_cpu.md": "train_quality.py --minutes 3",
     "train_quality_6min_cpu.md": "train_quality.py --minutes 6",
     "train_quality_12min_cpu.md": "train_quality.py --minutes 12 --sampler ddim --steps 50 --save runs/bench_quality_12min.pt",

@@ -5,14 +5,13 @@ notebooks, walkthroughs and answer sheets: ``betas``, ``alphas``, ``alphas_cumpr
 ``q_sample``, ``p_sample``, ``T``. Steps are 0-based in code: the paper's t = 1..T is 0..T-1 here.
 """
 from .checkpoints import CheckpointError, config_differences, config_to_dict, load_checkpoint, save_checkpoint
-from .config import PRECISION_SETTINGS, is_quick, pick, precision_setting
+from .settings import PRECISION_SETTINGS, is_quick, pick, precision_setting
 from .data import (
     DEBIAN_FASHION_MNIST_DIR,
     FASHION_MNIST_CLASSES,
     DatasetNotFoundError,
     default_data_root,
     fashion_mnist,
-    fashion_mnist_loader,
     prepare_fashion_mnist,
     to_minus_one_one,
 )
@@ -82,7 +81,7 @@ from .training import (EMA, LOSS_WEIGHTINGS, TRAIN_IMAGES, DiffusionConfig, Trai
                        guidance_config, loss_weights, measure_training_speed, diffusion_loss, train, train_step)
 
 __all__ = [
-    # config
+    # settings (environment variables)
     "is_quick", "pick", "precision_setting", "PRECISION_SETTINGS",
     # device and precision
     "get_device", "seed_everything", "model_device", "randn_on", "sampling_mode", "compute_dtype", "precision_choice",
@@ -95,7 +94,7 @@ __all__ = [
     "predict_x0_from_noise", "predict_noise_from_x0", "v_target", "predict_noise_from_v",
     # data
     "FASHION_MNIST_CLASSES", "DEBIAN_FASHION_MNIST_DIR", "DatasetNotFoundError", "default_data_root",
-    "prepare_fashion_mnist", "fashion_mnist", "fashion_mnist_loader", "to_minus_one_one",
+    "prepare_fashion_mnist", "fashion_mnist", "to_minus_one_one",
     # score (notebook 08)
     "score_from_noise", "noise_from_score", "GaussianMixture", "ToyNoiseMLP", "train_toy_noise_model",
     "langevin_dynamics", "corrector_step_size", "pc_sample_loop",

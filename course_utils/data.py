@@ -16,7 +16,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import TensorDataset
+
+from .settings import REPO_ROOT
 
 __all__ = [
     "FASHION_MNIST_CLASSES",
@@ -25,7 +27,6 @@ __all__ = [
     "default_data_root",
     "prepare_fashion_mnist",
     "fashion_mnist",
-    "fashion_mnist_loader",
     "to_minus_one_one",
 ]
 
@@ -47,7 +48,7 @@ class DatasetNotFoundError(FileNotFoundError):
 def default_data_root():
     """Return $COURSE_DATA if set, else ``data/`` next to the ``course_utils`` package."""
     env = os.environ.get("COURSE_DATA")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "data"
+    return Path(env) if env else REPO_ROOT / "data"
 
 
 def _raw_dir(root):
@@ -122,14 +123,3 @@ def fashion_mnist(train=True, image_size=28, root=None, download=True):
     root, _ = prepare_fashion_mnist(root, download=download)
     raw = FashionMNIST(str(root), train=train, download=False)
     return TensorDataset(to_minus_one_one(raw.data, image_size), raw.targets.clone())
-
-
-def fashion_mnist_loader(batch_size, train=True, image_size=28, root=None, shuffle=None, drop_last=None, seed=0):
-    """A ``DataLoader`` over ``fashion_mnist(...)``; shuffled (with a seeded generator) and drop_last for training."""
-    dataset = fashion_mnist(train=train, image_size=image_size, root=root)
-    shuffle = train if shuffle is None else shuffle
-    generator = torch.Generator().manual_seed(seed)
-    return DataLoader(
-        dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
-        drop_last=train if drop_last is None else drop_last,
-    )

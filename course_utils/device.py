@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import precision_setting
+from .settings import precision_setting
 
 __all__ = ["get_device", "seed_everything", "model_device", "randn_on", "sampling_mode", "compute_dtype",
            "precision_choice", "autocast_for", "cpu_has_native_bf16", "measure_bf16_speedup"]

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import fashion_mnist
+from .settings import REPO_ROOT
 
 __all__ = [
     "CLASSIFIER_PATH", "N_REFERENCE", "FashionClassifier", "load_classifier", "classifier_features",
@@ -34,7 +35,7 @@ __all__ = [
     "reference_images", "sample_quality",
 ]
 
-CLASSIFIER_PATH = Path(__file__).resolve().parent.parent / "checkpoints" / "classifier16.pt"
+CLASSIFIER_PATH = REPO_ROOT / "checkpoints" / "classifier16.pt"
 N_REFERENCE = 2000  # reference = the first 2,000 test images; samples and the real floor are scored against it
 
 

@@ -10,17 +10,25 @@ from pathlib import Path
 
 from .checkpoints import load_checkpoint
 from .models import UNet
+from .settings import REPO_ROOT
 from .training import DiffusionConfig, default_config
 
 __all__ = [
     "REPO_ROOT", "RUN_CHECKPOINT", "PRETRAINED_CHECKPOINT", "GUIDANCE_CHECKPOINT", "find_checkpoint", "load_pretrained",
 ]
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 RUN_CHECKPOINT = REPO_ROOT / "runs" / "ddpm_fashion.pt"
 PRETRAINED_CHECKPOINT = REPO_ROOT / "checkpoints" / "ddpm_fashion16.pt"
 GUIDANCE_CHECKPOINT = REPO_ROOT / "checkpoints" / "ddpm_fashion16_cond.pt"
 CANDIDATES = (RUN_CHECKPOINT, PRETRAINED_CHECKPOINT, GUIDANCE_CHECKPOINT)
+
+
+def _shown(path):
+    """``path`` relative to the repository when it lies inside it (outputs then show no machine's folders)."""
+    try:
+        return Path(path).resolve().relative_to(REPO_ROOT)
+    except ValueError:
+        return Path(path)
 
 
 def _first_fitting(expected_config, candidates):
@@ -30,9 +38,9 @@ def _first_fitting(expected_config, candidates):
     reasons = []
     for path in map(Path, candidates):
         try:
-            return path, load_checkpoint(path, expected_config=expected_config), f"using {path}"
+            return path, load_checkpoint(path, expected_config=expected_config), f"using {_shown(path)}"
         except (FileNotFoundError, ValueError, RuntimeError) as exc:
-            reasons.append(f"skipped {path}: {exc}")
+            reasons.append(f"skipped {_shown(path)}: {exc}")
     return None, None, "\n".join(reasons)
 
 

@@ -132,8 +132,8 @@ def ddim_sigma(schedule, t, t_prev, eta):
 
     With eta = 1 and t_prev = t - 1, sigma^2 = beta_tilde_t, the DDPM posterior variance.
     """
-    a_t, a_prev = _alpha_bar(schedule, t), _alpha_bar(schedule, t_prev)
-    return eta * ((1 - a_prev) / (1 - a_t)).sqrt() * (1 - a_t / a_prev).sqrt()
+    alpha_bar_t, alpha_bar_prev = _alpha_bar(schedule, t), _alpha_bar(schedule, t_prev)
+    return eta * ((1 - alpha_bar_prev) / (1 - alpha_bar_t)).sqrt() * (1 - alpha_bar_t / alpha_bar_prev).sqrt()
 
 
 def _shared_step(t, T, batch_size):
@@ -162,8 +162,9 @@ def ddim_step(model, schedule, x_t, t, t_prev, eta=0.0, generator=None, clip_x0=
     if clip_x0:  # clip, then make the noise agree with the clipped x_0
         x_0_pred = x_0_pred.clamp(-1.0, 1.0)
         noise_pred = predict_noise_from_x0(schedule, x_t, tt, x_0_pred)
-    a_prev, sigma = _alpha_bar(schedule, t_prev), ddim_sigma(schedule, t, t_prev, eta)
-    x_prev = a_prev.sqrt().float() * x_0_pred + (1 - a_prev - sigma**2).clamp(min=0).sqrt().float() * noise_pred
+    alpha_bar_prev, sigma = _alpha_bar(schedule, t_prev), ddim_sigma(schedule, t, t_prev, eta)
+    x_prev = (alpha_bar_prev.sqrt().float() * x_0_pred
+              + (1 - alpha_bar_prev - sigma**2).clamp(min=0).sqrt().float() * noise_pred)
     if eta > 0:
         x_prev = x_prev + sigma.float() * randn_on(x_t.shape, generator, x_t.device)
     return x_prev, x_0_pred
@@ -207,8 +208,8 @@ def ddim_invert(model, schedule, x_0, n_steps, progress=True, y=None, guidance_s
             tt = torch.full((x.shape[0],), t_cur, dtype=torch.long, device=device)
             noise_pred = predict_noise(model, x, tt, y, guidance_scale, schedule)
             x_0_pred = predict_x0_from_noise(schedule, x, tt, noise_pred) if i > 0 else x
-            a_next = schedule.alphas_cumprod[t_next]
-            x = a_next.sqrt().float() * x_0_pred + (1 - a_next).sqrt().float() * noise_pred
+            alpha_bar_next = schedule.alphas_cumprod[t_next]
+            x = alpha_bar_next.sqrt().float() * x_0_pred + (1 - alpha_bar_next).sqrt().float() * noise_pred
     return x
 
 

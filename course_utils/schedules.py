@@ -149,10 +149,6 @@ def betas_from_alphas_cumprod(alpha_bar_fn, T, max_beta=MAX_BETA):
     return betas.clamp(max=max_beta)
 
 
-def _linear(T, **kw):
-    return linear_betas(T, **kw)
-
-
 def _cosine(T, s=0.008, max_beta=MAX_BETA):
     return betas_from_alphas_cumprod(lambda u: cosine_alphas_cumprod(u, s=s), T, max_beta)
 
@@ -161,7 +157,7 @@ def _sigmoid(T, start=-3.0, end=3.0, tau=1.0, max_beta=MAX_BETA):
     return betas_from_alphas_cumprod(lambda u: sigmoid_alphas_cumprod(u, start, end, tau), T, max_beta)
 
 
-SCHEDULE_KINDS = {"linear": _linear, "cosine": _cosine, "sigmoid": _sigmoid}
+SCHEDULE_KINDS = {"linear": linear_betas, "cosine": _cosine, "sigmoid": _sigmoid}
 
 
 def make_schedule(kind, T, **kw):

@@ -187,19 +187,21 @@ def langevin_dynamics(score_fn, x, step_size, n_steps, generator=None):
     return x
 
 
-def corrector_step_size(score, z, alpha_t, snr):
-    """Song et al. (2021), Alg. 5: step_size = 2 alpha_t (snr ||z|| / ||score||)^2, a float.
+def corrector_step_size(score, z, alpha_t, corrector_snr):
+    """Song et al. (2021), Alg. 5: step_size = 2 alpha_t (r ||z|| / ||score||)^2, a float, with r = ``corrector_snr``
+    (Song et al.'s "snr", a target signal-to-noise ratio of the Langevin step, not the schedule's ``snr``).
 
     ``score`` and ``z`` are [B, ...]; as in Song et al.'s code the norms are averaged over the batch
     (a per-sample ratio blows up where a sample sits on a mode and its score is near 0). The step
-    then scales with the noise level by itself: about 2 alpha_t snr^2 (1 - alpha_bar_t) for images.
+    then scales with the noise level by itself: about 2 alpha_t r^2 (1 - alpha_bar_t) for images.
     """
     z_norm = z.flatten(1).norm(dim=1).mean().item()
     score_norm = score.flatten(1).norm(dim=1).mean().item()
-    return 2 * float(alpha_t) * (snr * z_norm / max(score_norm, 1e-12)) ** 2
+    return 2 * float(alpha_t) * (corrector_snr * z_norm / max(score_norm, 1e-12)) ** 2
 
 
-def pc_sample_loop(model, schedule, shape, n_corrector=1, snr=0.16, generator=None, progress=True, x_T=None, **kw):
+def pc_sample_loop(model, schedule, shape, n_corrector=1, corrector_snr=0.16, generator=None, progress=True, x_T=None,
+                   **kw):
     """Predictor-corrector sampling (Song et al. 2021, Alg. 3 and 5, VP SDE): T (1 + n_corrector) model calls.
 
     From x_T ~ N(0, I), at each t = T-1, ..., 0: ``n_corrector`` Langevin steps with the score of q_t,
@@ -207,8 +209,9 @@ def pc_sample_loop(model, schedule, shape, n_corrector=1, snr=0.16, generator=No
     predictor step, the DDPM ancestral step ``p_sample`` (``kw``: clip_x0, variance, y, guidance_scale).
     ``n_corrector=0`` is plain DDPM. Returns x_0 of ``shape``.
     """
-    if n_corrector < 0 or snr <= 0:
-        raise ValueError(f"need n_corrector >= 0 and snr > 0, got n_corrector={n_corrector}, snr={snr}")
+    if n_corrector < 0 or corrector_snr <= 0:
+        raise ValueError(f"need n_corrector >= 0 and corrector_snr > 0, got n_corrector={n_corrector}, "
+                         f"corrector_snr={corrector_snr}")
     device = model_device(model)
     x = randn_on(shape, generator, device) if x_T is None else x_T.to(device)
     y, guidance_scale = kw.get("y"), kw.get("guidance_scale")
@@ -218,7 +221,7 @@ def pc_sample_loop(model, schedule, shape, n_corrector=1, snr=0.16, generator=No
             for _ in range(n_corrector):  # corrector: Langevin at the current noise level
                 score = score_from_noise(schedule, predict_noise(model, x, t, y, guidance_scale, schedule), t)
                 z = randn_on(x.shape, generator, device)
-                step_size = corrector_step_size(score, z, schedule.alphas[step].item(), snr)
+                step_size = corrector_step_size(score, z, schedule.alphas[step].item(), corrector_snr)
                 x = x + step_size * score + math.sqrt(2 * step_size) * z
             x, _ = p_sample(model, schedule, x, t, generator=generator, **kw)  # predictor: one reverse step
     return x

@@ -269,7 +269,7 @@ def train(config, model=None, data=None, n_images=None, time_budget_s=None, devi
         optimizer.load_state_dict(ckpt["optimizer"])
         ema.load_state_dict(ckpt["ema"])
         step, history = ckpt["step"], dict(ckpt["history"], stopped_by=None)
-        print(f"resumed from {checkpoint_path} at step {step} ({history['images_seen']:,} images, "
+        print(f"resumed from {Path(checkpoint_path).name} at step {step} ({history['images_seen']:,} images, "
               f"{history['train_seconds']:.0f} s trained)")
     history["precision"] = str(compute_dtype(device)).replace("torch.", "")
     generator = torch.Generator().manual_seed(config.seed + step)  # a resumed run draws fresh batches

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import course_utils as cu
-from course_utils import DatasetNotFoundError, fashion_mnist, fashion_mnist_loader, prepare_fashion_mnist, to_minus_one_one
+from course_utils import DatasetNotFoundError, fashion_mnist, prepare_fashion_mnist, to_minus_one_one
 
 
 def test_pick_reads_course_quick(monkeypatch):
@@ -217,9 +217,6 @@ def test_real_fashion_mnist_test_split():
     assert x.shape == (10000, 1, 28, 28) and y.shape == (10000,)
     assert torch.bincount(y).tolist() == [1000] * 10
     assert x.min().item() == -1.0 and x.max().item() == 1.0
-    loader = fashion_mnist_loader(32, train=False, image_size=16)
-    xb, yb = next(iter(loader))
-    assert xb.shape == (32, 1, 16, 16) and yb.shape == (32,)
 
 
 def test_sampler_device_helpers():

@@ -115,7 +115,7 @@ def test_learned_toy_score_approaches_the_closed_form(mixture, schedule, one_thr
 def test_corrector_step_size_formula():
     score = torch.tensor([[3.0, 4.0], [0.0, 1.0]])  # norms 5 and 1: mean 3
     z = torch.tensor([[1.0, 0.0], [0.0, 2.0]])  # norms 1 and 2: mean 1.5
-    assert corrector_step_size(score, z, alpha_t=0.9, snr=0.16) == pytest.approx(2 * 0.9 * (0.16 * 1.5 / 3) ** 2)
+    assert corrector_step_size(score, z, alpha_t=0.9, corrector_snr=0.16) == pytest.approx(2 * 0.9 * (0.16 * 1.5 / 3) ** 2)
 
 
 def test_exact_noise_model_handles_mixed_steps(mixture, schedule):
@@ -173,7 +173,7 @@ def test_pc_corrector_uses_alpha_t_of_the_current_step():
     from course_utils import p_sample, score_from_noise
 
     schedule, model, shape, snr = make_schedule("cosine", 4), _HalfX(), (3, 2), 0.3
-    out = pc_sample_loop(model, schedule, shape, n_corrector=1, snr=snr, generator=torch.Generator().manual_seed(0),
+    out = pc_sample_loop(model, schedule, shape, n_corrector=1, corrector_snr=snr, generator=torch.Generator().manual_seed(0),
                          progress=False)
     g = torch.Generator().manual_seed(0)
     x = torch.randn(shape, generator=g)

@@ -1,4 +1,4 @@
-"""Environment settings: the one place that reads ``COURSE_QUICK`` and ``COURSE_PRECISION``.
+"""Environment settings: the one place that reads ``COURSE_QUICK`` and ``COURSE_PRECISION``, and the repository root.
 
 With ``COURSE_QUICK=1`` (CI sets it) every notebook shrinks its training and
 sampling so that it still runs end to end in a minute or two; without it the
@@ -11,8 +11,11 @@ bfloat16 only where it is measured faster, see ``course_utils.device.compute_dty
 ``fp32`` or ``bf16``.
 """
 import os
+from pathlib import Path
 
-__all__ = ["is_quick", "pick", "precision_setting", "PRECISION_SETTINGS"]
+__all__ = ["REPO_ROOT", "is_quick", "pick", "precision_setting", "PRECISION_SETTINGS"]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent  # the course repository (notebooks/, checkpoints/, runs/, data/)
 
 _FALSE_WORDS = {"", "0", "false", "no", "off"}
 _TRUE_WORDS = {"1", "true", "yes", "on"}
