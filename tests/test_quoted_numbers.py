@@ -67,12 +67,32 @@ _SEED_STATS = {  # notebook 06, section 8: the T=150 unscaled linear schedule sa
     "real_entropy": (NB06, "seed-stats", r"^real test images.*class entropy (\S+)"),
 }
 
+_SEED_FROM_Q = {  # the same T=150 network started from q(x_T | x_0)
+    "q_mean": (NB06, "seed-stats", r"^seed schedule, from q\(x_T \| x_0\)\s+mean (\S+)"),
+    "q_entropy": (NB06, "seed-stats", r"^seed schedule, from q\(x_T \| x_0\).*class entropy (\S+)"),
+}
+_CLIPPING = {  # notebook 06, section 6: mean |difference| to the clipped posterior-variance row
+    "no_clip": (NB06, "variances", r"^posterior variance, no clipping\s+mean \|difference to the first row\| = (\S+)"),
+    "beta": (NB06, "variances", r"^beta_t variance, clipped\s+mean \|difference to the first row\| = (\S+)"),
+}
+_QUALITY = {  # notebook 06, section 3: notebook 05's model scored by cu.sample_quality (DDIM, 50 steps)
+    "fid": (NB06, "quality", r"FID (\S+) ="),
+    "ratio": (NB06, "quality", r"= (\S+)x the floor"),
+    "rarest": (NB06, "quality", r"rarest class (\S+)$"),
+}
+
 QUOTES = [
     ("walkthroughs/06_reverse_sampling.md", "mean pixel {noise_mean} against {real_mean} for real test images", _SEED_STATS),
     ("walkthroughs/06_reverse_sampling.md", "class entropy {noise_entropy} nats against {real_entropy} for real test images",
      _SEED_STATS),
     ("answers/06_reverse_sampling.md", "mean pixel {noise_mean} instead of {real_mean}", _SEED_STATS),
     ("answers/06_reverse_sampling.md", "class entropy {noise_entropy} nats instead of {real_entropy}", _SEED_STATS),
+    ("walkthroughs/06_reverse_sampling.md", "(mean pixel {q_mean}, class entropy {q_entropy})", _SEED_FROM_Q),
+    ("walkthroughs/06_reverse_sampling.md", "differ from the clipped ones by {no_clip} in mean absolute pixel value, "
+     "less than the $\\beta_t$-variance samples do ({beta})", _CLIPPING),
+    ("answers/06_reverse_sampling.md", "without it the samples differ by {no_clip} in mean absolute pixel value", _CLIPPING),
+    ("answers/06_reverse_sampling.md", "FID {fid} = {ratio}x the floor with 50 DDIM steps, rarest class {rarest}",
+     _QUALITY),
 ]
 
 
