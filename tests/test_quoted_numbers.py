@@ -81,6 +81,20 @@ _QUALITY = {  # notebook 06, section 3: notebook 05's model scored by cu.sample_
     "rarest": (NB06, "quality", r"rarest class (\S+)$"),
 }
 
+NB07 = "notebooks/07_fast_sampling.ipynb"
+_SAMPLERS = {  # notebook 07, section 3: FID of 200 samples per sampler (DDIM eta = 0 and 1, DDPM with all T steps)
+    "ddim_10": (NB07, "quality-table", r"^DDIM\s+10\s+(\S+)"),
+    "eta1_10": (NB07, "quality-table", r"^DDIM eta=1 \(DDPM-like\)\s+10\s+(\S+)"),
+    "ddim_100": (NB07, "quality-table", r"^DDIM\s+100\s+(\S+)"),
+    "eta1_100": (NB07, "quality-table", r"^DDIM eta=1 \(DDPM-like\)\s+100\s+(\S+)"),
+    "ddpm": (NB07, "quality-table", r"^DDPM \(Alg\. 2\)\s+\d+\s+(\S+)"),
+    "ddpm_steps": (NB07, "quality-table", r"^DDPM \(Alg\. 2\)\s+(\d+)"),
+}
+_INVERSION = {  # notebook 07, section 4: DDIM round trip x_0 -> x_T -> x_0
+    "round_trip": (NB07, "invert", r"^round trip error .*?: (\S+);"),
+    "unrelated": (NB07, "invert", r"between random samples and the images: (\S+)$"),
+}
+
 QUOTES = [
     ("walkthroughs/06_reverse_sampling.md", "mean pixel {noise_mean} against {real_mean} for real test images", _SEED_STATS),
     ("walkthroughs/06_reverse_sampling.md", "class entropy {noise_entropy} nats against {real_entropy} for real test images",
@@ -93,6 +107,14 @@ QUOTES = [
     ("answers/06_reverse_sampling.md", "without it the samples differ by {no_clip} in mean absolute pixel value", _CLIPPING),
     ("answers/06_reverse_sampling.md", "FID {fid} = {ratio}x the floor with 50 DDIM steps, rarest class {rarest}",
      _QUALITY),
+    ("answers/07_fast_sampling.md", "has the worst FID of the table ({eta1_10} against {ddim_10} for $\\eta = 0$)", _SAMPLERS),
+    ("answers/07_fast_sampling.md", "also at 100 steps ({eta1_100} against {ddim_100}), and DDPM with all {ddpm_steps} steps "
+     "({ddpm})", _SAMPLERS),
+    ("walkthroughs/07_fast_sampling.md", "DDIM with $\\eta = 0$ scores {ddim_10} at 10 steps and {ddim_100} at 100, DDPM with "
+     "all {ddpm_steps} steps {ddpm}", _SAMPLERS),
+    ("walkthroughs/07_fast_sampling.md", "mean squared error of {round_trip} (pixels in $[-1, 1]$), against {unrelated} "
+     "between random samples", _INVERSION),
+    ("answers/07_fast_sampling.md", "error of {round_trip} against {unrelated} between random samples", _INVERSION),
 ]
 
 
