@@ -95,6 +95,15 @@ _INVERSION = {  # notebook 07, section 4: DDIM round trip x_0 -> x_T -> x_0
     "unrelated": (NB07, "invert", r"between random samples and the images: (\S+)$"),
 }
 
+NB08 = "notebooks/08_score_view.ipynb"
+_PC_IMAGE = {  # notebook 08, section 5: FID of 100 samples, DDPM (predictor only) and PC with 1 Langevin corrector
+    "ddpm": (NB08, "pc-image", r"^DDPM \(predictor only\)\s+\d+\s+(\S+)"),
+    "ddpm_nfe": (NB08, "pc-image", r"^DDPM \(predictor only\)\s+(\d+)"),
+    "pc": (NB08, "pc-image", r"^PC, 1 Langevin corrector\s+\d+\s+(\S+)"),
+    "pc_nfe": (NB08, "pc-image", r"^PC, 1 Langevin corrector\s+(\d+)"),
+    "floor": (NB08, "pc-image", r"^DDPM \(predictor only\)\s+\d+\s+\S+\s+(\S+)"),
+}
+
 QUOTES = [
     ("walkthroughs/06_reverse_sampling.md", "mean pixel {noise_mean} against {real_mean} for real test images", _SEED_STATS),
     ("walkthroughs/06_reverse_sampling.md", "class entropy {noise_entropy} nats against {real_entropy} for real test images",
@@ -115,6 +124,9 @@ QUOTES = [
     ("walkthroughs/07_fast_sampling.md", "mean squared error of {round_trip} (pixels in $[-1, 1]$), against {unrelated} "
      "between random samples", _INVERSION),
     ("answers/07_fast_sampling.md", "error of {round_trip} against {unrelated} between random samples", _INVERSION),
+    ("walkthroughs/08_score_view.md", "lowered the FID from {ddpm} (DDPM, {ddpm_nfe} network calls) to {pc} (PC, {pc_nfe} calls), "
+     "floor {floor}", _PC_IMAGE),
+    ("answers/08_score_view.md", "it lowered the FID from {ddpm} (DDPM, {ddpm_nfe} calls) to {pc} (PC, {pc_nfe} calls)", _PC_IMAGE),
 ]
 
 
