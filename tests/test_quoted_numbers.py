@@ -104,6 +104,12 @@ _PC_IMAGE = {  # notebook 08, section 5: FID of 100 samples, DDPM (predictor onl
     "floor": (NB08, "pc-image", r"^DDPM \(predictor only\)\s+\d+\s+\S+\s+(\S+)"),
 }
 
+NB09 = "notebooks/09_classifier_free_guidance.ipynb"
+_SWEEP = {  # notebook 09, section 4: FID of 250 class-balanced samples per guidance weight w
+    f"w{name}": (NB09, "sweep", rf"^\s+{w}\s+\S+\s+(\S+)") for name, w in
+    [("0", r"0\.0"), ("05", r"0\.5"), ("1", r"1\.0"), ("2", r"2\.0"), ("4", r"4\.0"), ("8", r"8\.0")]
+}
+
 QUOTES = [
     ("walkthroughs/06_reverse_sampling.md", "mean pixel {noise_mean} against {real_mean} for real test images", _SEED_STATS),
     ("walkthroughs/06_reverse_sampling.md", "class entropy {noise_entropy} nats against {real_entropy} for real test images",
@@ -127,6 +133,9 @@ QUOTES = [
     ("walkthroughs/08_score_view.md", "lowered the FID from {ddpm} (DDPM, {ddpm_nfe} network calls) to {pc} (PC, {pc_nfe} calls), "
      "floor {floor}", _PC_IMAGE),
     ("answers/08_score_view.md", "it lowered the FID from {ddpm} (DDPM, {ddpm_nfe} calls) to {pc} (PC, {pc_nfe} calls)", _PC_IMAGE),
+    ("answers/09_classifier_free_guidance.md", "the FID is {w0} at $w = 0$, lowest at $w = 0.5$ and $w = 1$ ({w05} and {w1}, "
+     "less apart than the seed-to-seed noise of an FID from 250 samples), and then rises steeply: {w2} at $w = 2$, {w4} at "
+     "$w = 4$ and {w8} at $w = 8$", _SWEEP),
 ]
 
 
