@@ -21,15 +21,6 @@ def mixture():
     return GaussianMixture([[-2.0, -1.0], [2.0, -1.0], [0.0, 2.0]], [0.3, 0.5, 0.4], [0.5, 0.3, 0.2])
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny MLPs run fastest on one thread (and do not fight other jobs for the cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_score_from_noise_is_minus_noise_over_sqrt_one_minus_alpha_bar(schedule):
     noise_pred = torch.randn(3, 1, 4, 4)
     t = torch.tensor([0, 40, 99])
@@ -91,7 +82,7 @@ def test_langevin_reaches_the_gaussian_mean_and_variance():
     torch.testing.assert_close(x.var(0), torch.full((2,), stationary), atol=0, rtol=0.04)
 
 
-def test_learned_toy_score_approaches_the_closed_form(mixture, schedule, one_thread):
+def test_learned_toy_score_approaches_the_closed_form(mixture, schedule):
     torch.manual_seed(0)
     model = ToyNoiseMLP()
 
@@ -129,7 +120,7 @@ def test_exact_noise_model_handles_mixed_steps(mixture, schedule):
 
 
 @pytest.mark.parametrize("n_corrector", [0, 1])
-def test_predictor_corrector_with_exact_score_samples_the_mixture(mixture, schedule, n_corrector, one_thread):
+def test_predictor_corrector_with_exact_score_samples_the_mixture(mixture, schedule, n_corrector):
     """With the exact score, DDPM (0 corrector steps) and PC (1) both give the mixture's weights and mean."""
     n = 4000
     x_0 = pc_sample_loop(mixture.noise_model(schedule), schedule, (n, 2), n_corrector=n_corrector,
