@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
-from .settings import REPO_ROOT
+from .settings import REPO_ROOT, repo_relative
 
 __all__ = [
     "FASHION_MNIST_CLASSES",
@@ -73,18 +73,19 @@ def prepare_fashion_mnist(root=None, download=True, debian_dir=DEBIAN_FASHION_MN
     """Make sure the four raw files are under ``root/FashionMNIST/raw``; return (root, where they came from)."""
     root = Path(root) if root is not None else default_data_root()
     if _have_raw(root):
-        return root, f"already on disk in {_raw_dir(root)}"
+        return root, f"already on disk in {repo_relative(_raw_dir(root))}"
     debian_dir = Path(debian_dir)
     if all((debian_dir / (name + ".gz")).is_file() for name in RAW_FILES):
         _copy_from_debian(root, debian_dir)
-        return root, f"Debian package dataset-fashion-mnist ({debian_dir}), decompressed into {_raw_dir(root)}"
+        raw = repo_relative(_raw_dir(root))
+        return root, f"Debian package dataset-fashion-mnist ({debian_dir}), decompressed into {raw}"
     error = "downloading was switched off"
     if download:
         from torchvision.datasets import FashionMNIST
 
         try:
             FashionMNIST(str(root), train=True, download=True)
-            return root, f"downloaded by torchvision into {_raw_dir(root)}"
+            return root, f"downloaded by torchvision into {repo_relative(_raw_dir(root))}"
         except Exception as exc:  # network errors come in many types; we re-raise one clear error
             error = f"the download failed ({type(exc).__name__}: {exc})"
     raise DatasetNotFoundError(

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .checkpoints import load_checkpoint
 from .models import UNet
-from .settings import REPO_ROOT
+from .settings import REPO_ROOT, repo_relative
 from .training import DiffusionConfig, default_config
 
 __all__ = [
@@ -23,14 +23,6 @@ GUIDANCE_CHECKPOINT = REPO_ROOT / "checkpoints" / "ddpm_fashion16_cond.pt"
 CANDIDATES = (RUN_CHECKPOINT, PRETRAINED_CHECKPOINT, GUIDANCE_CHECKPOINT)
 
 
-def _shown(path):
-    """``path`` relative to the repository when it lies inside it (outputs then show no machine's folders)."""
-    try:
-        return Path(path).resolve().relative_to(REPO_ROOT)
-    except ValueError:
-        return Path(path)
-
-
 def _first_fitting(expected_config, candidates):
     """(path, checkpoint dict, reason) of the first candidate that exists, reads and has ``expected_config``
     (default: ``default_config()``); (None, None, the reasons for skipping each) when none fits."""
@@ -38,9 +30,9 @@ def _first_fitting(expected_config, candidates):
     reasons = []
     for path in map(Path, candidates):
         try:
-            return path, load_checkpoint(path, expected_config=expected_config), f"using {_shown(path)}"
+            return path, load_checkpoint(path, expected_config=expected_config), f"using {repo_relative(path)}"
         except (FileNotFoundError, ValueError, RuntimeError) as exc:
-            reasons.append(f"skipped {_shown(path)}: {exc}")
+            reasons.append(f"skipped {repo_relative(path)}: {exc}")
     return None, None, "\n".join(reasons)
 
 

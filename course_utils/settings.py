@@ -13,7 +13,7 @@ bfloat16 only where it is measured faster, see ``course_utils.device.compute_dty
 import os
 from pathlib import Path
 
-__all__ = ["REPO_ROOT", "is_quick", "pick", "precision_setting", "PRECISION_SETTINGS"]
+__all__ = ["REPO_ROOT", "repo_relative", "is_quick", "pick", "precision_setting", "PRECISION_SETTINGS"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent  # the course repository (notebooks/, checkpoints/, runs/, data/)
 
@@ -41,3 +41,11 @@ def precision_setting():
     if value not in PRECISION_SETTINGS:
         raise ValueError(f"COURSE_PRECISION={value!r} is not one of {', '.join(PRECISION_SETTINGS)}")
     return value
+
+
+def repo_relative(path):
+    """``path`` relative to the repository when it lies inside it, so printed outputs show no machine's folders."""
+    try:
+        return Path(path).resolve().relative_to(REPO_ROOT)
+    except ValueError:
+        return Path(path)

@@ -234,3 +234,10 @@ def test_sampler_device_helpers():
     with sampling_mode(layer):
         pass
     assert not layer.training
+
+
+def test_repo_relative_hides_the_machines_folders(tmp_path):
+    from course_utils.settings import REPO_ROOT, repo_relative
+
+    assert str(repo_relative(REPO_ROOT / "runs" / "x.pt")) == "runs/x.pt"
+    assert repo_relative(tmp_path / "y.pt") == tmp_path / "y.pt"  # outside the repository: unchanged
