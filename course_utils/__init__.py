@@ -78,7 +78,7 @@ from .schedules import (
     sigmoid_alphas_cumprod,
 )
 from .training import (EMA, LOSS_WEIGHTINGS, TRAIN_IMAGES, DiffusionConfig, TrainResult, default_config,
-                       guidance_config, loss_weights, measure_training_speed, diffusion_loss, train, train_step)
+                       guidance_config, learning_rate, loss_weights, measure_training_speed, diffusion_loss, train, train_step)
 
 __all__ = [
     # settings (environment variables)
@@ -107,7 +107,7 @@ __all__ = [
     "PREDICTIONS", "UNetConfig", "sinusoidal_embedding", "ResBlock", "Attention", "UNet", "count_parameters",
     # training
     "DiffusionConfig", "default_config", "guidance_config", "LOSS_WEIGHTINGS", "loss_weights", "diffusion_loss",
-    "train_step", "EMA", "TRAIN_IMAGES", "measure_training_speed",
+    "train_step", "learning_rate", "EMA", "TRAIN_IMAGES", "measure_training_speed",
     "TrainResult", "train",
     # samplers
     "predict_noise", "p_mean_variance", "p_sample", "p_sample_loop", "ddim_timesteps", "ddim_sigma", "ddim_step",

@@ -44,7 +44,11 @@ def _flatten(d, prefix=""):
 
 
 def config_differences(saved, expected):
-    """Fields where two configs differ, as {"model.base_channels": (saved, expected), ...}."""
+    """Fields where two configs differ, as {"model.base_channels": (saved, expected), ...}. A saved dict is
+    first rebuilt with ``type(expected).from_dict`` where there is one, so fields added to the config since
+    the checkpoint was written count as their defaults."""
+    if isinstance(saved, dict) and hasattr(type(expected), "from_dict"):
+        saved = type(expected).from_dict(saved)
     a, b = _flatten(config_to_dict(saved)), _flatten(config_to_dict(expected))
     return {k: (a.get(k, "<missing>"), b.get(k, "<missing>")) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
 

@@ -11,6 +11,7 @@ little for the samples, no longer take most of the gradient.
 """
 import copy
 import dataclasses
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ __all__ = ["DiffusionConfig", "default_config", "guidance_config", "LOSS_WEIGHTI
            "measure_training_speed"]
 
 LOSS_WEIGHTINGS = ("uniform", "min_snr")
+LR_DECAYS = ("none", "cosine")
 TRAIN_IMAGES = 200_000  # training images of notebook 05's full run and the committed checkpoint (benchmarks/DEFAULTS.md)
 
 
@@ -45,6 +47,7 @@ class DiffusionConfig:
     batch_size: int = 32  # images per optimiser step: small batches make more steps from the same images
     lr: float = 1e-3  # AdamW learning rate after a linear warm-up; small models tolerate a high rate
     warmup_steps: int = 200  # linear learning-rate warm-up, avoids early instability
+    lr_decay: str = "none"  # after warm-up: "none" (constant) or "cosine" (to 0 at the run's n_images)
     grad_clip: float = 1.0  # clip the gradient norm: rare large-t batches otherwise jolt the weights
     ema_decay: float = 0.999  # EMA of the weights, averaging over about 1 / (1 - decay) = 1000 steps
     loss_weighting: str = "min_snr"  # "uniform" (L_simple) or "min_snr" (Hang et al. 2023)
@@ -67,6 +70,8 @@ class DiffusionConfig:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
         if isinstance(self.warmup_steps, bool) or not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
             raise ValueError(f"warmup_steps must be an int >= 0, got {self.warmup_steps!r}")
+        if self.lr_decay not in LR_DECAYS:
+            raise ValueError(f"lr_decay must be one of {LR_DECAYS}, got {self.lr_decay!r}")
         if not self.grad_clip > 0:
             raise ValueError(f"grad_clip must be > 0, got {self.grad_clip!r}")
         if not 0.0 <= self.ema_decay < 1.0:
@@ -102,6 +107,19 @@ def guidance_config(**changes):
     null label, which replaces a share ``p_uncond`` (default 0.1) of the training labels."""
     model = dataclasses.replace(DiffusionConfig().model, num_classes=10)
     return default_config(**{"model": model, **changes})
+
+
+def learning_rate(config, step, total_steps=None):
+    """The rate of optimiser step ``step`` (0-based): lr * (step + 1) / warmup_steps during the linear warm-up,
+    then lr ("none") or lr * (1 + cos(pi * p)) / 2 with p the share of the post-warm-up steps done ("cosine",
+    which needs ``total_steps``; 0 from the last step on)."""
+    warm = min(1.0, (step + 1) / max(1, config.warmup_steps))
+    if config.lr_decay == "none" or step < config.warmup_steps:
+        return config.lr * warm
+    if total_steps is None:
+        raise ValueError("lr_decay='cosine' needs the run's length: call train() with n_images")
+    p = min(1.0, (step - config.warmup_steps) / max(1, total_steps - config.warmup_steps))
+    return config.lr * 0.5 * (1.0 + math.cos(math.pi * p))
 
 
 def loss_weights(schedule, t, weighting="uniform", gamma=5.0, prediction="noise"):
@@ -286,6 +304,9 @@ def train(config, model=None, data=None, n_images=None, time_budget_s=None, devi
             return "time"
         return None
 
+    total_steps = None if n_images is None else -(-n_images // config.batch_size)
+    if config.lr_decay != "none" and total_steps is None:
+        raise ValueError("lr_decay='cosine' needs the run's length: call train() with n_images")
     bar = tqdm(total=n_images, initial=history["images_seen"], desc="training images", unit="img", unit_scale=True,
                disable=not progress)
     bucket_sum, bucket_count = torch.zeros(n_buckets), torch.zeros(n_buckets)
@@ -296,7 +317,7 @@ def train(config, model=None, data=None, n_images=None, time_budget_s=None, devi
             t_start = time.perf_counter()
             x_0, y = _batch(config, images, labels, generator, device)
             for group in optimizer.param_groups:
-                group["lr"] = config.lr * min(1.0, (step + 1) / max(1, config.warmup_steps))
+                group["lr"] = learning_rate(config, step, total_steps)
             loss, per_sample, t = train_step(model, optimizer, schedule, config, x_0, y, generator)
             ema.update(model)
             step += 1
