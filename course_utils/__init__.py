@@ -42,7 +42,9 @@ from .metrics import (
     sample_quality,
 )
 from .models import PREDICTIONS, Attention, ResBlock, UNet, UNetConfig, count_parameters, sinusoidal_embedding
-from .plotting import animate_grids, image_grid, plot_schedules, set_lecture_style, show_images
+from .plotting import (animate_grids, figure_png, image_grid, plot_schedules, set_lecture_style, show_image_rows,
+                       show_images)
+from .jupyter import interact_with_preview, tqdm
 from .score import (
     GaussianMixture,
     ToyNoiseMLP,
@@ -102,7 +104,9 @@ __all__ = [
     "load_classifier", "classifier_features", "classifier_probs", "feature_stats", "frechet_distance", "fid",
     "confident_share", "class_histogram", "reference_images", "sample_quality", "N_REFERENCE",
     # plotting
-    "set_lecture_style", "image_grid", "show_images", "plot_schedules", "animate_grids",
+    "set_lecture_style", "image_grid", "show_images", "show_image_rows", "plot_schedules", "animate_grids", "figure_png",
+    # notebook display: progress bars saved finished, live controls saved with a picture
+    "tqdm", "interact_with_preview",
     # models
     "PREDICTIONS", "UNetConfig", "sinusoidal_embedding", "ResBlock", "Attention", "UNet", "count_parameters",
     # training

@@ -16,11 +16,11 @@ drawn on the CPU from ``generator`` and then moved to the model's device, so a s
 same samples on every device.
 """
 import torch
-from tqdm.auto import tqdm
 
 from .device import autocast_for, model_device, randn_on, sampling_mode
 from .diffusion import (check_timesteps, extract, predict_noise_from_v, predict_noise_from_x0, predict_x0_from_noise,
                         q_posterior_mean_variance)
+from .jupyter import tqdm
 
 __all__ = [
     "predict_noise", "p_mean_variance", "p_sample", "p_sample_loop",

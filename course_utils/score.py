@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from .diffusion import check_timesteps, extract
+from .jupyter import tqdm
 from .models import sinusoidal_embedding
 from .device import model_device, randn_on, sampling_mode
 from .samplers import p_sample, predict_noise

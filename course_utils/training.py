@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from .checkpoints import config_to_dict, load_checkpoint, save_checkpoint
 from .data import fashion_mnist
 from .device import autocast_for, compute_dtype
 from .diffusion import q_sample, v_target
+from .jupyter import end_early, tqdm
 from .models import UNet, UNetConfig
 from .schedules import SCHEDULE_KINDS, make_schedule
 
@@ -347,6 +347,8 @@ def train(config, model=None, data=None, n_images=None, time_budget_s=None, devi
                 result.step, result.ema_model = step, ema.copy_to(copy.deepcopy(model)).eval()
                 callback(step, result)
         history["stopped_by"] = stop_reason()
+        if history["stopped_by"] == "time":
+            end_early(bar, "time budget reached")
     except KeyboardInterrupt:
         history["stopped_by"] = "interrupt"
         print(f"interrupted at step {step}: checkpoint saved, run the cell again to resume" if checkpoint_path
