@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 DATA   := data/FashionMNIST/raw/t10k-labels-idx1-ubyte
 PYTEST_ARGS ?=
 
-.PHONY: lab test unit notebooks bench data clean-venv
+.PHONY: lab test unit notebooks bench data site chromium clean-venv
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,16 +26,29 @@ $(DATA): | $(STAMP)
 
 data: $(DATA)
 
+# Debian's Chromium for the browser tests (tests/browser.py), installed when missing and we are root;
+# without a Chromium those tests are skipped and say why.
+chromium:
+	@if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null \
+	    && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  echo "Installing Debian package chromium for the browser tests ..."; \
+	  (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "apt-get could not install chromium"; \
+	fi
+
+# The course site in build/site/ (open build/site/index.html): notebooks as committed, never executed.
+site: $(STAMP)
+	$(PY) course_site/build.py
+
 lab: $(STAMP) $(DATA)
 	cd notebooks && ../$(VENV)/bin/jupyter lab $(if $(NO_BROWSER),--no-browser) $(if $(filter 0,$(shell id -u)),--allow-root)
 
-unit: $(STAMP) $(DATA)
+unit: $(STAMP) $(DATA) chromium
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 notebooks: $(STAMP) $(DATA)
 	COURSE_QUICK=1 $(PY) -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=900 notebooks $(PYTEST_ARGS)
 
-test: $(STAMP) $(DATA)
+test: $(STAMP) $(DATA) chromium
 	COURSE_QUICK=1 $(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env --nbval-cell-timeout=900 $(PYTEST_ARGS)
 
 bench: $(STAMP) $(DATA)

@@ -74,15 +74,21 @@ def add_anchors(app, doctree):
     docname = app.env.docname
     source = Path(app.env.doc2path(docname))
     slugs = app.env.metadata[docname].setdefault("myst_slugs", {})
-    taken = {i for node in doctree.findall(nodes.Element) for i in node.get("ids", ())}
     cell_ids = _notebook_cell_ids(source) if source.suffix == ".ipynb" else []
+    owners = {i: node for node in doctree.findall(nodes.Element) for i in node.get("ids", ())}
+    for cell_id in filter(None, cell_ids):  # a cell id wins over a heading's generated id ("1. Versions" -> versions)
+        if cell_id in owners:
+            owner = owners[cell_id]
+            owner["ids"].remove(cell_id)
+            if not owner["ids"]:
+                owner["ids"].append(f"{cell_id}-heading")
     for container in doctree.findall(nodes.container):
         cell_id = container.get("nb_element") == "cell_code" and cell_ids[container["cell_index"]]
         if cell_id:
             container["ids"].insert(0, cell_id)
     for cell_id in filter(None, cell_ids):
         slugs[cell_id] = (None, cell_id, "")
-    taken.update(filter(None, cell_ids))
+    taken = {i for node in doctree.findall(nodes.Element) for i in node.get("ids", ())} | set(filter(None, cell_ids))
     for section in doctree.findall(nodes.section):
         title = section.next_node(nodes.title).astext()
         heading_id = title.replace(" ", "-")
@@ -110,11 +116,19 @@ def _target(app, docname, text):
     return None
 
 
+def _inside(node, kinds):
+    while node.parent is not None:
+        node = node.parent
+        if isinstance(node, kinds):
+            return True
+    return False
+
+
 def link_file_references(app, doctree, docname):
     """Turn inline code naming a course file (and cell) into a link to its page (and cell)."""
     for literal in list(doctree.findall(nodes.literal)):
-        if isinstance(literal.parent, (nodes.reference, nodes.literal_block)):
-            continue
+        if _inside(literal, (nodes.reference, nodes.literal_block)):
+            continue  # already a link, or code
         target = _target(app, docname, literal.astext())
         if target is None:
             continue
@@ -129,6 +143,6 @@ def link_file_references(app, doctree, docname):
 
 
 def setup(app):
-    app.connect("doctree-read", add_anchors)
+    app.connect("doctree-read", add_anchors, priority=400)  # before Sphinx records the table of contents
     app.connect("doctree-resolved", link_file_references)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
