@@ -37,7 +37,7 @@ chromium:
 
 # The course site in build/site/ (open build/site/index.html): notebooks as committed, never executed.
 site: $(STAMP)
-	$(PY) course_site/build.py
+	$(PY) course_site/build_site.py
 
 lab: $(STAMP) $(DATA)
 	cd notebooks && ../$(VENV)/bin/jupyter lab $(if $(NO_BROWSER),--no-browser) $(if $(filter 0,$(shell id -u)),--allow-root)

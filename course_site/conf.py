@@ -1,9 +1,9 @@
-"""Sphinx configuration of the course site; `make site` (course_site/build.py) runs it on a staged copy."""
-import os
+"""Sphinx configuration of the course site; `make site` (course_site/build_site.py) runs it on a staged copy."""
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from build_site import mathjax  # noqa: E402
 
 project = "Denoising diffusion from first principles"
 author = "the course authors"
@@ -22,9 +22,9 @@ nb_merge_streams = True
 myst_enable_extensions = ["dollarmath", "amsmath"]
 myst_heading_anchors = 3
 
-# MathJax is served from the site itself (course_site/build.py puts it into _static/mathjax).
+# MathJax is served from the site itself: _static/mathjax/ (fetched once from the npm registry).
 mathjax_path = "mathjax/tex-chtml.js"
-html_static_path = ["static", os.environ["COURSE_SITE_MATHJAX"]]
+html_static_path = ["static", str(mathjax())]
 html_css_files = ["course.css"]
 html_favicon = "static/favicon.svg"
 html_context = {"default_mode": "light"}  # figures are drawn on white; the reader can still switch

@@ -1,6 +1,6 @@
 """The course site (`make site`): built from the committed files, then opened in headless Chromium.
 
-The build runs once per test session (about 20 s): course_site/build.py into build/site/. Static checks read
+The build runs once per test session (about 20 s): course_site/build_site.py into build/site/. Static checks read
 the HTML; the browser checks visit every page once through a server on 127.0.0.1 and record what a reader
 would see: figures, typeset math, console errors, and every request the pages made. Screenshots land in
 build/screenshots/.
@@ -32,11 +32,10 @@ CELL_REF = re.compile(r"notebooks/([0-9]{2}_[A-Za-z0-9_]+)\.ipynb#([A-Za-z0-9_-]
 def site():
     """Build the site from the files as they are now."""
     sys.path.insert(0, str(ROOT / "course_site"))
-    import build
-    cached = (build.CACHE / f"mathjax-{build.MATHJAX_VERSION}" / "mathjax" / "tex-chtml.js").is_file()
-    if shutil.which("npm") is None and not cached:
+    import build_site
+    if shutil.which("npm") is None and not build_site.mathjax_cached():
         pytest.skip("no npm to fetch MathJax for the site (install Node.js)")
-    run = subprocess.run([sys.executable, str(ROOT / "course_site" / "build.py")], cwd=ROOT,
+    run = subprocess.run([sys.executable, str(ROOT / "course_site" / "build_site.py")], cwd=ROOT,
                          capture_output=True, text=True)
     assert run.returncode == 0, f"make site failed:\n{run.stdout}\n{run.stderr}"
     return SITE
@@ -188,11 +187,18 @@ def test_math_is_typeset_on_every_page(seen):
         assert seen[f"{doc.parent.name}/{doc.stem}.html"]["math"] > 0, f"no typeset math in {doc.name}"
 
 
+def _has_interactive_widget(notebook):
+    cells = json.loads(notebook.read_text())["cells"]
+    return any("application/vnd.jupyter.widget-view+json" in o.get("data", {})
+               and "".join(o["data"].get("text/plain", "")).startswith("interactive(")
+               for c in cells for o in c.get("outputs", []))
+
+
 def test_interactive_widgets_say_they_are_static(seen):
-    notebooks_with_sliders = [n for n in NOTEBOOKS if '"text/plain": [\n       "interactive(' in n.read_text()]
-    assert notebooks_with_sliders
-    for notebook in notebooks_with_sliders:
-        assert "static on this site" in seen[f"notebooks/{notebook.stem}.html"]["text"]
+    with_widgets = [n for n in NOTEBOOKS if _has_interactive_widget(n)]
+    assert with_widgets
+    for notebook in with_widgets:
+        assert "static on this site" in seen[f"notebooks/{notebook.stem}.html"]["text"], notebook.name
 
 
 def test_no_console_errors_and_nothing_from_the_network(seen, page, server):
@@ -201,12 +207,21 @@ def test_no_console_errors_and_nothing_from_the_network(seen, page, server):
     assert not outside, f"requests outside the site: {outside[:5]}"
 
 
+def _first_reference_to(cell_type):
+    """(document page, link selector) of the first document reference to a cell of this type."""
+    for doc in DOCS:
+        for name, cell_id in CELL_REF.findall(doc.read_text()):
+            cells = json.loads((ROOT / "notebooks" / f"{name}.ipynb").read_text())["cells"]
+            if any(c.get("id") == cell_id and c["cell_type"] == cell_type for c in cells):
+                return f"{doc.parent.name}/{doc.stem}.html", f"a[href$='{name}.html#{cell_id}']"
+    raise AssertionError(f"no document refers to a {cell_type} cell")
+
+
 def test_cell_links_land_on_the_cell(seen, page, server):
     """Following a cell reference from a document scrolls the notebook page to that cell: a markdown cell, a
-    code cell, and (from a solution, if any) a heading written as JupyterLab names it."""
+    code cell, and (from a solution, if any) whatever the solution links to in a notebook."""
     solutions = sorted((ROOT / "solutions").glob("*.ipynb"))
-    sample = [("walkthroughs/05_ddpm_training.html", "a[href$='#objective-md']"),
-              ("answers/05_ddpm_training.html", "a.course-ref[href*='.html#']")]
+    sample = [_first_reference_to("code"), _first_reference_to("markdown")]
     sample += [(f"solutions/{solutions[0].stem}.html", "a[href*='notebooks/'][href*='.html#']")] if solutions else []
     for path, selector in sample:
         _visit(page, server + path)
@@ -217,7 +232,7 @@ def test_cell_links_land_on_the_cell(seen, page, server):
         page.evaluate("() => window.MathJax && MathJax.startup && MathJax.startup.promise")
         top = page.evaluate("id => document.getElementById(id).getBoundingClientRect().top", urlsplit(href).fragment)
         assert 0 <= top < page.viewport_size["height"] / 2, f"{path} -> {href}: the target is at y={top}"
-        if path.startswith("answers"):
+        if (path, selector) == sample[0]:
             page.screenshot(path=screenshot_dir() / "site-cell-link.png")
     assert not page.console_errors
 

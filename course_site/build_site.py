@@ -6,7 +6,9 @@ Steps: fetch MathJax once from the npm registry (pinned, cached in build/cache/)
 build/site-src/ (files are found by glob, so a new notebook appears by itself) with a generated home page;
 run Sphinx; fail if any page loads a script, stylesheet, image or frame from another host.
 """
-import os
+import base64
+import hashlib
+import json
 import re
 import shutil
 import subprocess
@@ -21,6 +23,7 @@ STAGE = ROOT / "build" / "site-src"
 OUT = ROOT / "build" / "site"
 CACHE = ROOT / "build" / "cache"
 MATHJAX_VERSION = "3.2.2"
+MATHJAX_INTEGRITY = "sha512-Bt+SSVU8eBG27zChVewOicYs7Xsdt40qm4+UpHyX7k0/O9NliPc+x77k1/FEsPsjKPZGJvtRZM1vO+geW0OhGw=="
 # The TeX-to-HTML component, the extensions and fonts it loads on demand, its menu and accessibility parts.
 MATHJAX_PARTS = tuple(f"package/es5/{part}" for part in (
     "tex-chtml.js", "input/tex/", "output/chtml/", "ui/", "a11y/", "sre/", "adaptors/"))
@@ -38,10 +41,14 @@ REMOTE_ASSET = re.compile(
     re.IGNORECASE)
 
 
+def mathjax_cached():
+    return (CACHE / f"mathjax-{MATHJAX_VERSION}" / "mathjax" / "tex-chtml.js").is_file()
+
+
 def mathjax():
     """Folder holding mathjax/ (MathJax's es5 build), fetched with `npm pack` on first use."""
     folder = CACHE / f"mathjax-{MATHJAX_VERSION}"
-    if (folder / "mathjax" / "tex-chtml.js").is_file():
+    if mathjax_cached():
         return folder
     if shutil.which("npm") is None:
         sys.exit("make site needs npm (Node.js) once, to fetch MathJax from the npm registry: "
@@ -50,6 +57,10 @@ def mathjax():
     subprocess.run(["npm", "pack", f"mathjax@{MATHJAX_VERSION}", "--silent", "--pack-destination", str(CACHE)],
                    check=True, stdout=subprocess.DEVNULL)
     tarball = CACHE / f"mathjax-{MATHJAX_VERSION}.tgz"
+    integrity = "sha512-" + base64.b64encode(hashlib.sha512(tarball.read_bytes()).digest()).decode()
+    if integrity != MATHJAX_INTEGRITY:
+        tarball.unlink()
+        sys.exit(f"mathjax-{MATHJAX_VERSION}.tgz from the npm registry is not the one this site was tested with")
     shutil.rmtree(folder, ignore_errors=True)
     with tarfile.open(tarball) as tar:
         members = [m for m in tar.getmembers() if m.name.startswith(MATHJAX_PARTS)]
@@ -63,7 +74,6 @@ def mathjax():
 def _title(path):
     """First heading of a notebook or markdown file."""
     if path.suffix == ".ipynb":
-        import json
         text = "\n".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"]
                          if c["cell_type"] == "markdown")
     else:
@@ -129,7 +139,7 @@ def remote_assets(site):
 
 def main():
     start = time.time()
-    os.environ["COURSE_SITE_MATHJAX"] = str(mathjax())
+    mathjax()
     found = stage()
     for stale in (OUT, ROOT / "build" / "site-doctrees"):  # a clean build: no page of a removed file survives
         shutil.rmtree(stale, ignore_errors=True)
