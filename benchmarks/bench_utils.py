@@ -12,6 +12,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import course_utils as cu
+from course_utils.flow import flow_sample
 from course_utils.samplers import ddim_sample_loop, p_sample_loop
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -113,7 +114,8 @@ def write_results(name, title, protocol, rows, notes=()):
 
 
 def sample(model, config, n, sampler, steps, device, seed=0, batch_size=500, balanced=False):
-    """n samples [n, 1, S, S]: ``sampler`` "ddpm" (T ancestral steps) or "ddim" (``steps``, eta = 0).
+    """n samples [n, 1, S, S]: ``sampler`` "ddpm" (T ancestral steps) or "ddim" (``steps``, eta = 0); a flow
+    matching model (prediction "velocity") is sampled with ``steps`` Euler steps ("euler") or Heun steps ("heun").
 
     Unconditional (for a class-conditional model: the null label); with ``balanced`` a class-conditional model gets the
     labels 0, 1, ..., 9, 0, 1, ... (every class n/10 times, no guidance).
@@ -124,7 +126,10 @@ def sample(model, config, n, sampler, steps, device, seed=0, batch_size=500, bal
         kw = {}
         if balanced:
             kw = {"y": (torch.arange(start, start + shape[0]) % config.model.num_classes).to(device)}
-        if sampler == "ddpm":
+        if config.model.prediction == "velocity":
+            method = sampler if sampler in ("euler", "heun") else "euler"
+            out.append(flow_sample(model, shape, steps, method, generator=generator, progress=False, **kw).cpu())
+        elif sampler == "ddpm":
             out.append(p_sample_loop(model, schedule, shape, generator=generator, progress=False, **kw).cpu())
         else:
             out.append(ddim_sample_loop(model, schedule, shape, steps, generator=generator, progress=False, **kw).cpu())

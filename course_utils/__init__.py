@@ -55,8 +55,8 @@ from .score import (
     score_from_noise,
     train_toy_noise_model,
 )
-from .pretrained import (GUIDANCE_CHECKPOINT, PRETRAINED_CHECKPOINT, REPO_ROOT, RUN_CHECKPOINT, find_checkpoint,
-                         load_pretrained)
+from .pretrained import (FLOW_CHECKPOINT, GUIDANCE_CHECKPOINT, PRETRAINED_CHECKPOINT, REPO_ROOT, RUN_CHECKPOINT,
+                         find_checkpoint, load_pretrained)
 from .samplers import (
     ddim_invert,
     ddim_sample_loop,
@@ -76,11 +76,17 @@ from .schedules import (
     cosine_alphas_cumprod,
     linear_betas,
     make_schedule,
+    rescale_zero_terminal_snr,
     schedule_from_betas,
     sigmoid_alphas_cumprod,
 )
+from .solvers import (PARAMETERISATIONS, SPACINGS, convert_prediction, dpm_solver_2m_sample, from_x0_noise,
+                      heun_sample, predict_x0, solver_timesteps, to_x0_noise)
 from .training import (EMA, LOSS_WEIGHTINGS, TRAIN_IMAGES, DiffusionConfig, TrainResult, default_config,
-                       guidance_config, learning_rate, loss_weights, measure_training_speed, diffusion_loss, train, train_step)
+                       diffusion_loss, flow_config, guidance_config, learning_rate, loss_weights,
+                       measure_training_speed, train, train_step)
+from .flow import (FLOW_TIME_SCALE, TIME_SAMPLINGS, flow_loss, flow_path, flow_sample, flow_target, flow_time_grid,
+                   flow_velocity, mixture_velocity, sample_flow_times, shift_times, straightness)
 
 __all__ = [
     # settings (environment variables)
@@ -90,7 +96,7 @@ __all__ = [
     "autocast_for", "cpu_has_native_bf16", "measure_bf16_speedup",
     # schedules
     "Schedule", "make_schedule", "schedule_from_betas", "linear_betas", "cosine_alphas_cumprod",
-    "sigmoid_alphas_cumprod", "betas_from_alphas_cumprod", "SCHEDULE_KINDS",
+    "sigmoid_alphas_cumprod", "betas_from_alphas_cumprod", "SCHEDULE_KINDS", "rescale_zero_terminal_snr",
     # diffusion
     "check_timesteps", "extract", "q_sample", "q_sample_iterative", "q_posterior_mean_variance",
     "predict_x0_from_noise", "predict_noise_from_x0", "v_target", "predict_noise_from_v",
@@ -111,13 +117,20 @@ __all__ = [
     "PREDICTIONS", "UNetConfig", "sinusoidal_embedding", "ResBlock", "Attention", "UNet", "count_parameters",
     # training
     "DiffusionConfig", "default_config", "guidance_config", "LOSS_WEIGHTINGS", "loss_weights", "diffusion_loss",
-    "train_step", "learning_rate", "EMA", "TRAIN_IMAGES", "measure_training_speed",
+    "train_step", "learning_rate", "flow_config", "EMA", "TRAIN_IMAGES", "measure_training_speed",
     "TrainResult", "train",
     # samplers
     "predict_noise", "p_mean_variance", "p_sample", "p_sample_loop", "ddim_timesteps", "ddim_sigma", "ddim_step",
     "ddim_sample_loop", "ddim_invert", "slerp",
+    # flow matching (notebook 10)
+    "FLOW_TIME_SCALE", "TIME_SAMPLINGS", "flow_path", "flow_target", "sample_flow_times", "shift_times", "flow_loss",
+    "flow_velocity", "flow_time_grid", "flow_sample", "mixture_velocity", "straightness",
+    # design space (notebook 11)
+    "PARAMETERISATIONS", "to_x0_noise", "from_x0_noise", "convert_prediction", "predict_x0", "SPACINGS",
+    "solver_timesteps", "heun_sample", "dpm_solver_2m_sample",
     # checkpoints
     "CheckpointError", "config_to_dict", "config_differences", "save_checkpoint", "load_checkpoint",
     # pretrained
-    "REPO_ROOT", "RUN_CHECKPOINT", "PRETRAINED_CHECKPOINT", "GUIDANCE_CHECKPOINT", "find_checkpoint", "load_pretrained",
+    "REPO_ROOT", "RUN_CHECKPOINT", "PRETRAINED_CHECKPOINT", "GUIDANCE_CHECKPOINT", "FLOW_CHECKPOINT", "find_checkpoint",
+    "load_pretrained",
 ]

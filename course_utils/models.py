@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-PREDICTIONS = ("noise", "v")
+PREDICTIONS = ("noise", "x0", "v", "velocity")
 
 __all__ = ["PREDICTIONS", "UNetConfig", "sinusoidal_embedding", "ResBlock", "Attention", "UNet", "count_parameters"]
 
@@ -32,7 +32,8 @@ class UNetConfig:
     time_embed_dim: int = 128  # size of the time (and class) embedding fed to every ResBlock
     dropout: float = 0.0  # dropout inside ResBlocks; a regulariser that small, briefly trained models do not need
     num_classes: int = None  # None: unconditional; an int: class-conditional with an extra "null" label num_classes
-    prediction: str = "v"  # what the output means: "noise" (Ho et al. 2020) or "v" (Salimans & Ho 2022)
+    prediction: str = "v"  # what the output means: "noise" (Ho et al. 2020), "x0", "v" (Salimans & Ho 2022),
+    # or "velocity" (noise - x_0 on the straight path of flow matching, course_utils.flow; t is then 1000 x time)
 
     def __post_init__(self):
         if self.prediction not in PREDICTIONS:

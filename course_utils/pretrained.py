@@ -4,7 +4,8 @@ Notebook 05 writes ``runs/ddpm_fashion.pt`` (not in git). When it is there and w
 the expected config, its EMA weights are used; otherwise a small checkpoint committed to the
 repository (EMA weights only, made by ``benchmarks/train_default.py``; its ``.json`` says how it was
 trained): ``checkpoints/ddpm_fashion16.pt`` for ``default_config()`` (notebooks 06-08) and
-``checkpoints/ddpm_fashion16_cond.pt`` for ``guidance_config()`` (notebook 09).
+``checkpoints/ddpm_fashion16_cond.pt`` for ``guidance_config()`` (notebook 09) and
+``checkpoints/flow_fashion16.pt`` for ``flow_config()`` (notebooks 10 and 11).
 """
 from pathlib import Path
 
@@ -14,13 +15,15 @@ from .settings import REPO_ROOT, repo_relative
 from .training import DiffusionConfig, default_config
 
 __all__ = [
-    "REPO_ROOT", "RUN_CHECKPOINT", "PRETRAINED_CHECKPOINT", "GUIDANCE_CHECKPOINT", "find_checkpoint", "load_pretrained",
+    "REPO_ROOT", "RUN_CHECKPOINT", "PRETRAINED_CHECKPOINT", "GUIDANCE_CHECKPOINT", "FLOW_CHECKPOINT", "find_checkpoint",
+    "load_pretrained",
 ]
 
 RUN_CHECKPOINT = REPO_ROOT / "runs" / "ddpm_fashion.pt"
 PRETRAINED_CHECKPOINT = REPO_ROOT / "checkpoints" / "ddpm_fashion16.pt"
 GUIDANCE_CHECKPOINT = REPO_ROOT / "checkpoints" / "ddpm_fashion16_cond.pt"
-CANDIDATES = (RUN_CHECKPOINT, PRETRAINED_CHECKPOINT, GUIDANCE_CHECKPOINT)
+FLOW_CHECKPOINT = REPO_ROOT / "checkpoints" / "flow_fashion16.pt"
+CANDIDATES = (RUN_CHECKPOINT, PRETRAINED_CHECKPOINT, GUIDANCE_CHECKPOINT, FLOW_CHECKPOINT)
 
 
 def _first_fitting(expected_config, candidates):

@@ -31,10 +31,12 @@ __all__ = [
 def predict_noise(model, x_t, t, y=None, guidance_scale=None, schedule=None):
     """noise_pred = model(x_t, t, y) in float32; with ``guidance_scale`` s and labels ``y``, classifier-free guidance:
     noise_uncond + s (noise_cond - noise_uncond), the unconditional half using the null label ``num_classes``.
-    A v-predicting model (``model.config.prediction == "v"``) needs ``schedule`` to turn v into noise."""
+    A model that predicts v or x0 (``model.config.prediction``) needs ``schedule`` to turn its output into noise."""
     prediction = getattr(getattr(model, "config", None), "prediction", "noise")
-    if prediction == "v" and schedule is None:
-        raise ValueError("this model predicts v: pass schedule= so its output can be turned into noise")
+    if prediction == "velocity":
+        raise ValueError("this model predicts a flow matching velocity: sample it with course_utils.flow_sample")
+    if prediction in ("v", "x0") and schedule is None:
+        raise ValueError(f"this model predicts {prediction}: pass schedule= so its output can be turned into noise")
     with autocast_for(x_t.device):
         if guidance_scale is None or y is None:
             out = model(x_t, t, y).float()
@@ -42,7 +44,9 @@ def predict_noise(model, x_t, t, y=None, guidance_scale=None, schedule=None):
             null = torch.full_like(y, model.config.num_classes)
             cond, uncond = model(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([y, null])).float().chunk(2)
             out = uncond + guidance_scale * (cond - uncond)
-    return predict_noise_from_v(schedule, x_t, t, out) if prediction == "v" else out
+    if prediction == "v":
+        return predict_noise_from_v(schedule, x_t, t, out)
+    return predict_noise_from_x0(schedule, x_t, t, out) if prediction == "x0" else out
 
 
 def p_mean_variance(model, schedule, x_t, t, clip_x0=True, variance="posterior", y=None, guidance_scale=None):

@@ -34,6 +34,7 @@ __all__ = [
     "linear_betas",
     "cosine_alphas_cumprod",
     "sigmoid_alphas_cumprod",
+    "rescale_zero_terminal_snr",
     "betas_from_alphas_cumprod",
     "SCHEDULE_KINDS",
 ]
@@ -74,13 +75,20 @@ def _check_T(T):
         raise ValueError(f"T must be at least 1, got T={T}")
 
 
-def schedule_from_betas(betas, kind="custom"):
-    """Build a ``Schedule`` from betas in (0, 1): alphas = 1 - betas, alphas_cumprod = cumprod(alphas)."""
+def schedule_from_betas(betas, kind="custom", allow_terminal_one=False):
+    """Build a ``Schedule`` from betas in (0, 1): alphas = 1 - betas, alphas_cumprod = cumprod(alphas).
+
+    ``allow_terminal_one`` lets the last beta be exactly 1 (zero terminal SNR, ``rescale_zero_terminal_snr``):
+    then alpha_bar_{T-1} = 0, SNR_{T-1} = 0 and log SNR_{T-1} = -inf.
+    """
     betas = torch.as_tensor(betas, dtype=torch.float64).detach().clone()
     if betas.ndim != 1 or betas.numel() < 1:
         raise ValueError(f"betas must be a 1-D sequence of length T >= 1, got shape {tuple(betas.shape)}")
-    if not torch.isfinite(betas).all() or (betas <= 0).any() or (betas >= 1).any():
-        bad = betas[~(torch.isfinite(betas) & (betas > 0) & (betas < 1))]
+    upper = torch.ones_like(betas)
+    if allow_terminal_one:
+        upper[-1] = 1 + 1e-12  # the last beta may equal 1
+    if not torch.isfinite(betas).all() or (betas <= 0).any() or (betas >= upper).any():
+        bad = betas[~(torch.isfinite(betas) & (betas > 0) & (betas < upper))]
         raise ValueError(
             f"every beta must lie strictly between 0 and 1; got {bad.numel()} outside (0, 1), "
             f"e.g. {bad[0].item():.4g} (a schedule of length {betas.numel()})"
@@ -158,6 +166,18 @@ def _sigmoid(T, start=-3.0, end=3.0, tau=1.0, max_beta=MAX_BETA):
 
 
 SCHEDULE_KINDS = {"linear": linear_betas, "cosine": _cosine, "sigmoid": _sigmoid}
+
+
+def rescale_zero_terminal_snr(schedule):
+    """Lin et al. (2023), Algorithm 1: shift sqrt(alpha_bar) so its last value is 0 and scale it so its first is kept,
+    sqrt(alpha_bar_t) <- (sqrt(alpha_bar_t) - sqrt(alpha_bar_{T-1})) sqrt(alpha_bar_0) / (sqrt(alpha_bar_0) - sqrt(alpha_bar_{T-1})),
+    then rebuild the betas (the last one becomes exactly 1). Every step keeps its place between the two ends."""
+    root = schedule.sqrt_alphas_cumprod.clone()
+    first, last = root[0].clone(), root[-1].clone()
+    root = (root - last) * first / (first - last)
+    alphas_cumprod = root**2
+    alphas = torch.cat([alphas_cumprod[:1], alphas_cumprod[1:] / alphas_cumprod[:-1]])
+    return schedule_from_betas(1 - alphas, kind=f"{schedule.kind}, zero terminal SNR", allow_terminal_one=True)
 
 
 def make_schedule(kind, T, **kw):

@@ -23,14 +23,15 @@ from .data import fashion_mnist
 from .device import autocast_for, compute_dtype
 from .diffusion import q_sample, v_target
 from .jupyter import end_early, tqdm
+from .flow import TIME_SAMPLINGS, flow_loss
 from .models import UNet, UNetConfig
-from .schedules import SCHEDULE_KINDS, make_schedule
+from .schedules import SCHEDULE_KINDS, make_schedule, rescale_zero_terminal_snr
 
 __all__ = ["DiffusionConfig", "default_config", "guidance_config", "LOSS_WEIGHTINGS", "loss_weights",
            "diffusion_loss", "train_step", "EMA", "TrainResult", "train", "TRAIN_IMAGES",
            "measure_training_speed"]
 
-LOSS_WEIGHTINGS = ("uniform", "min_snr")
+LOSS_WEIGHTINGS = ("uniform", "min_snr", "elbo")
 LR_DECAYS = ("none", "cosine")
 TRAIN_IMAGES = 200_000  # training images of notebook 05's full run and the committed checkpoint (benchmarks/DEFAULTS.md)
 
@@ -43,6 +44,7 @@ class DiffusionConfig:
     T: int = 250  # diffusion steps; sampling costs T model calls, so T is a speed/quality trade-off
     schedule: str = "cosine"  # "linear", "cosine" or "sigmoid" (course_utils.make_schedule)
     scale_to_T: bool = True  # linear only: scale 1e-4..0.02 by 1000/T so alpha_bar_T ends near 0
+    zero_terminal_snr: bool = False  # rescale the schedule so alpha_bar_{T-1} = 0 (Lin et al. 2023; needs v or x0)
     model: UNetConfig = field(default_factory=UNetConfig)  # the U-Net's sizes
     batch_size: int = 32  # images per optimiser step: small batches make more steps from the same images
     lr: float = 1e-3  # AdamW learning rate after a linear warm-up; small models tolerate a high rate
@@ -52,6 +54,7 @@ class DiffusionConfig:
     ema_decay: float = 0.999  # EMA of the weights, averaging over about 1 / (1 - decay) = 1000 steps
     loss_weighting: str = "min_snr"  # "uniform" (L_simple) or "min_snr" (Hang et al. 2023)
     min_snr_gamma: float = 5.0  # the cap gamma of the Min-SNR weight
+    time_sampling: str = "uniform"  # flow matching only: "uniform" or "logit_normal" training times (flow.py)
     p_uncond: float = 0.1  # label dropout for classifier-free guidance (needs model.num_classes; 0 = always labelled)
     seed: int = 0  # seeds the weights, the batch order, t and the noise
 
@@ -78,13 +81,22 @@ class DiffusionConfig:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
         if self.loss_weighting not in LOSS_WEIGHTINGS:
             raise ValueError(f"loss_weighting must be one of {LOSS_WEIGHTINGS}, got {self.loss_weighting!r}")
+        if self.time_sampling not in TIME_SAMPLINGS:
+            raise ValueError(f"time_sampling must be one of {TIME_SAMPLINGS}, got {self.time_sampling!r}")
+        if self.zero_terminal_snr and self.model.prediction not in ("v", "x0"):
+            raise ValueError("zero_terminal_snr=True needs prediction 'v' or 'x0': where alpha_bar = 0, x_t is pure "
+                             f"noise and a noise prediction says nothing about x_0 (got {self.model.prediction!r})")
+        if self.model.prediction == "velocity" and self.loss_weighting != "uniform":
+            raise ValueError("a flow matching model (prediction='velocity') trains with loss_weighting='uniform', "
+                             f"got {self.loss_weighting!r}")
         if not self.min_snr_gamma > 0:
             raise ValueError(f"min_snr_gamma must be > 0, got {self.min_snr_gamma!r}")
 
     def make_schedule(self):
         """The noise ``Schedule`` this config trains with."""
         kw = {"scale_to_T": self.scale_to_T} if self.schedule == "linear" else {}
-        return make_schedule(self.schedule, self.T, **kw)
+        schedule = make_schedule(self.schedule, self.T, **kw)
+        return rescale_zero_terminal_snr(schedule) if self.zero_terminal_snr else schedule
 
     def to_dict(self):
         return config_to_dict(self)
@@ -109,6 +121,13 @@ def guidance_config(**changes):
     return default_config(**{"model": model, **changes})
 
 
+def flow_config(**changes):
+    """The default with the flow matching objective (notebook 10): the same U-Net predicting the velocity
+    noise - x_0 on the straight path (``course_utils.flow``), trained with the plain squared error."""
+    model = dataclasses.replace(DiffusionConfig().model, prediction="velocity")
+    return default_config(**{"model": model, "loss_weighting": "uniform", **changes})
+
+
 def learning_rate(config, step, total_steps=None):
     """The rate of optimiser step ``step`` (0-based): lr * (step + 1) / warmup_steps during the linear warm-up,
     then lr ("none") or lr * (1 + cos(pi * p)) / 2 with p the share of the post-warm-up steps done ("cosine",
@@ -123,18 +142,31 @@ def learning_rate(config, step, total_steps=None):
 
 
 def loss_weights(schedule, t, weighting="uniform", gamma=5.0, prediction="noise"):
-    """w_t per sample [B] (float32): 1 for "uniform", and for "min_snr" min(SNR_t, gamma) / SNR_t (noise
-    prediction) or min(SNR_t, gamma) / (SNR_t + 1) (v prediction).
+    """w_t per sample [B] (float32), the weight of each sample's squared error in the model's own target.
 
-    Min-SNR-gamma (Hang et al. 2023) caps the weight of a step's x_0 error at gamma; the noise error of step t
-    equals SNR_t times its x_0 error and the v error (SNR_t + 1) times it, hence the divisions.
+    "uniform": 1 (L_simple of Ho et al. 2020 for a noise predictor). The others are set on the x_0 error and
+    converted: the noise error of step t is SNR_t times its x_0 error and the v error (SNR_t + 1) times it.
+    "min_snr": x_0 weight min(SNR_t, gamma) (Min-SNR-gamma, Hang et al. 2023), i.e. min(SNR_t, gamma) / SNR_t
+    on the noise error and min(SNR_t, gamma) / (SNR_t + 1) on the v error.
+    "elbo": x_0 weight SNR_{t-1} - SNR_t (Kingma et al. 2021, eq. 13), i.e. SNR_{t-1} / SNR_t - 1 on the noise
+    error, which is twice Ho et al.'s (2020) eq. 12 weight beta_t^2 / (2 sigma_t^2 alpha_t (1 - alpha_bar_t)) with
+    sigma_t^2 = beta_tilde_t; step 0 (the decoder term) gets step 1's weight; scaled so the noise weights average 1.
     """
     if weighting == "uniform":
         return torch.ones(t.shape, dtype=torch.float32, device=t.device)
+    if prediction not in ("noise", "x0", "v"):
+        raise ValueError(f"loss weighting {weighting!r} is defined for noise, x0 or v prediction, not {prediction!r}")
+    snr = schedule.snr.double()
     if weighting == "min_snr":
-        snr = schedule.snr.to(t.device)[t]
-        return (snr.clamp(max=gamma) / (snr + 1 if prediction == "v" else snr)).float()
-    raise ValueError(f"weighting must be one of {LOSS_WEIGHTINGS}, got {weighting!r}")
+        x0_weight = snr.clamp(max=gamma)
+    elif weighting == "elbo":
+        ratio = snr[:-1] / snr[1:] - 1  # noise weight of steps 1..T-1
+        noise_weight = torch.cat([ratio[:1], ratio])
+        x0_weight = snr * noise_weight / noise_weight.mean()
+    else:
+        raise ValueError(f"weighting must be one of {LOSS_WEIGHTINGS}, got {weighting!r}")
+    per_unit = {"noise": snr, "x0": torch.ones_like(snr), "v": snr + 1}[prediction]
+    return (x0_weight / per_unit).float().to(t.device)[t]
 
 
 def diffusion_loss(model, schedule, x_0, t=None, noise=None, y=None, generator=None, weighting="uniform",
@@ -142,8 +174,8 @@ def diffusion_loss(model, schedule, x_0, t=None, noise=None, y=None, generator=N
     """The training loss: returns (mean weighted loss, per-sample error [B], t [B]).
 
     per-sample error = mean over pixels of (target - model(q_sample(x_0, t, noise), t, y))^2, the target being
-    the noise for a noise predictor (L_simple with the default "uniform" weighting) and
-    v = sqrt(alpha_bar_t) noise - sqrt(1 - alpha_bar_t) x_0 for a v predictor (``model.config.prediction``);
+    what ``model.config.prediction`` names: the noise (L_simple with the default "uniform" weighting), x_0, or
+    v = sqrt(alpha_bar_t) noise - sqrt(1 - alpha_bar_t) x_0;
     the loss is the batch mean of ``loss_weights(schedule, t, weighting, gamma, prediction)`` times it.
     ``t`` defaults to Uniform{0..T-1}, ``noise`` to N(0, I). The error is computed in float32.
     """
@@ -154,7 +186,9 @@ def diffusion_loss(model, schedule, x_0, t=None, noise=None, y=None, generator=N
         noise = torch.randn(x_0.shape, generator=generator).to(x_0.device)
     x_t = q_sample(schedule, x_0, t, noise)
     prediction = getattr(getattr(model, "config", None), "prediction", "noise")
-    target = v_target(schedule, x_0, t, noise) if prediction == "v" else noise
+    if prediction not in ("noise", "x0", "v"):
+        raise ValueError(f"this model predicts {prediction!r}: train it with course_utils.flow_loss")
+    target = {"noise": noise, "x0": x_0}.get(prediction) if prediction != "v" else v_target(schedule, x_0, t, noise)
     with autocast_for(x_0.device):
         out = model(x_t, t, y)
     per_sample = (target - out.float()).pow(2).flatten(1).mean(1)
@@ -164,9 +198,13 @@ def diffusion_loss(model, schedule, x_0, t=None, noise=None, y=None, generator=N
 
 def train_step(model, optimizer, schedule, config, x_0, y=None, generator=None):
     """One optimiser step of Algorithm 1 (Ho et al. 2020): t ~ Uniform{0..T-1}, noise ~ N(0, I),
-    a gradient step on the loss (clipped to ``config.grad_clip``). Returns (loss, per-sample error [B], t [B])."""
-    loss, per_sample, t = diffusion_loss(model, schedule, x_0, y=y, generator=generator,
-                                                weighting=config.loss_weighting, gamma=config.min_snr_gamma)
+    a gradient step on the loss (clipped to ``config.grad_clip``). Returns (loss, per-sample error [B], t [B]).
+    A model that predicts the flow "velocity" takes a flow matching step instead (``flow_loss``, t in [0, 1])."""
+    if model.config.prediction == "velocity":
+        loss, per_sample, t = flow_loss(model, x_0, y=y, generator=generator, time_sampling=config.time_sampling)
+    else:
+        loss, per_sample, t = diffusion_loss(model, schedule, x_0, y=y, generator=generator,
+                                             weighting=config.loss_weighting, gamma=config.min_snr_gamma)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
@@ -326,7 +364,8 @@ def train(config, model=None, data=None, n_images=None, time_budget_s=None, devi
             history["images_seen"] += config.batch_size
             n_seen, seen_s = n_seen + config.batch_size, seen_s + elapsed
             losses.append(loss.item())
-            buckets = (t.cpu() * n_buckets // schedule.T).long()
+            share = t.cpu().double() if t.is_floating_point() else t.cpu().double() / schedule.T  # in [0, 1)
+            buckets = (share * n_buckets).long().clamp(max=n_buckets - 1)
             bucket_sum.index_add_(0, buckets, per_sample.float().cpu())
             bucket_count.index_add_(0, buckets, torch.ones_like(per_sample.float().cpu()))
             bar.update(config.batch_size)
