@@ -28,14 +28,15 @@ MATHJAX_INTEGRITY = "sha512-Bt+SSVU8eBG27zChVewOicYs7Xsdt40qm4+UpHyX7k0/O9NliPc+
 MATHJAX_PARTS = tuple(f"package/es5/{part}" for part in (
     "tex-chtml.js", "input/tex/", "output/chtml/", "ui/", "a11y/", "sre/", "adaptors/"))
 
-# (folder, glob, caption in the navigation)
+# (folder, glob, caption in the navigation, what one file is)
 SECTIONS = [
-    ("notebooks", "[0-9][0-9]_*.ipynb", "Notebooks"),
-    ("walkthroughs", "*.md", "Walkthroughs (derivations)"),
-    ("answers", "*.md", "Answer sheets"),
-    ("solutions", "*.ipynb", "Solutions"),
+    ("notebooks", "[0-9][0-9]_*.ipynb", "Notebooks", "notebook"),
+    ("walkthroughs", "*.md", "Walkthroughs (derivations)", "walkthrough"),
+    ("answers", "*.md", "Answer sheets", "answer sheet"),
+    ("solutions", "*.ipynb", "Solutions", "solution"),
 ]
 EXTRAS = ["README.md", "benchmarks/README.md", "benchmarks/DEFAULTS.md"]
+CODE = ["course_utils/*.py", "tests/*.py", "benchmarks/*.py"]  # documents may link to these; the site offers them
 REMOTE_ASSET = re.compile(
     r"<(?:script|link|img|iframe|source|video|audio)\b[^>]*?\b(?:src|href)\s*=\s*[\"']?((?:https?:)?//[^\"' >]+)",
     re.IGNORECASE)
@@ -94,39 +95,37 @@ def home_page(found):
              "This site shows every notebook with the outputs it was last run with; nothing runs here.",
              "Widgets (sliders, dropdowns) are static on the site: to move them, open the notebook in JupyterLab",
              "(`make lab`) and run it.", "", "## Lessons", ""]
-    header = ["Notebook"] + [caption.split(" (")[0] for folder, _, caption in SECTIONS[1:] if found[folder]]
+    columns = [(folder, one) for folder, _, _, one in SECTIONS[1:] if found[folder]]
+    header = ["Notebook"] + [one.capitalize() for _, one in columns]
     lines += ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for notebook in found["notebooks"]:
         row = [f"[{_title(notebook)}](notebooks/{notebook.name})"]
-        for folder, _, _ in SECTIONS[1:]:
-            if not found[folder]:
-                continue
+        for folder, one in columns:
             same = [p for p in found[folder] if p.stem == notebook.stem]
-            row.append(f"[{folder[:-1]}]({folder}/{same[0].name})" if same else "")
+            row.append(f"[{one}]({folder}/{same[0].name})" if same else "")
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", "The [README](README.md) says how to set up and test the course; the",
               "[benchmarks](benchmarks/README.md) measure speed and sample quality.", ""]
-    for folder, _, caption in SECTIONS:
+    for folder, _, caption, _ in SECTIONS:
         if found[folder]:
             lines += ["```{toctree}", ":hidden:", f":caption: {caption}", ""]
             lines += [f"{folder}/{p.stem}" for p in found[folder]] + ["```", ""]
-    lines += ["```{toctree}", ":hidden:", ":caption: About", "", "README", "benchmarks/README",
-              "benchmarks/DEFAULTS", "```", ""]
+    lines += ["```{toctree}", ":hidden:", ":caption: About", "", "Set-up, tests and layout (README) <README>",
+              "benchmarks/README", "benchmarks/DEFAULTS", "```", ""]
     return "\n".join(lines)
 
 
 def stage():
     """Copy the sources into build/site-src/ and write its home page; returns the files found per folder."""
     shutil.rmtree(STAGE, ignore_errors=True)
-    found = {folder: sorted((ROOT / folder).glob(pattern)) for folder, pattern, _ in SECTIONS}
-    for path in [p for paths in found.values() for p in paths] + [ROOT / extra for extra in EXTRAS]:
+    found = {folder: sorted((ROOT / folder).glob(pattern)) for folder, pattern, _, _ in SECTIONS}
+    sources = [p for paths in found.values() for p in paths] + [ROOT / extra for extra in EXTRAS]
+    sources += (ROOT / "benchmarks").rglob("*.png")  # figures the benchmark pages show
+    sources += (p for pattern in CODE for p in ROOT.glob(pattern))
+    for path in sources:
         target = STAGE / path.relative_to(ROOT)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, target)
-    for image in (ROOT / "benchmarks").rglob("*.png"):  # figures the benchmark pages show
-        target = STAGE / image.relative_to(ROOT)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(image, target)
     (STAGE / "index.md").write_text(home_page(found))
     return found
 
