@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 DATA   := data/FashionMNIST/raw/t10k-labels-idx1-ubyte
 PYTEST_ARGS ?=
 
-.PHONY: lab test unit notebooks bench data site chromium clean-venv
+.PHONY: lab test unit notebooks bench data site slides chromium clean-venv
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ chromium:
 # The course site in build/site/ (open build/site/index.html): notebooks as committed, never executed.
 site: $(STAMP)
 	$(PY) course_site/build_site.py
+
+# Reveal.js slide decks of the notebooks in build/slides/ (open build/slides/index.html): the saved outputs, with
+# the slide types chosen in each cell's metadata; nothing is executed and the decks load nothing from the network.
+slides: $(STAMP)
+	$(PY) slides/build_slides.py
 
 lab: $(STAMP) $(DATA)
 	cd notebooks && ../$(VENV)/bin/jupyter lab $(if $(NO_BROWSER),--no-browser) $(if $(filter 0,$(shell id -u)),--allow-root)

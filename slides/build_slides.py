@@ -1,7 +1,7 @@
 """Reveal.js slide decks of the notebooks that open with no network: `make slides`.
 
-    .venv/bin/python slides/build.py                       # every notebook -> build/slides/NN_name.slides.html
-    .venv/bin/python slides/build.py notebooks/03_forward_process.ipynb --outline   # print the slide plan too
+    .venv/bin/python slides/build_slides.py                       # every notebook -> build/slides/NN_name.slides.html
+    .venv/bin/python slides/build_slides.py notebooks/03_forward_process.ipynb --outline   # print the slide plan too
 
 Which cell goes where is chosen by hand in each cell's ``metadata.slideshow.slide_type`` (in JupyterLab:
 the property inspector, "Slide Type"): "slide" starts a new slide, "subslide" a slide below it, "fragment"
