@@ -18,9 +18,9 @@ over (x_0, noise) given x_t is the conditional mean E[noise - x_0 | x_t], which 
 marginal probability path (Lipman et al. 2022, Theorem 2; Liu et al. 2022, Theorem 3.3).
 """
 import torch
-from tqdm.auto import tqdm
 
 from .device import autocast_for, model_device, randn_on, sampling_mode
+from .jupyter import tqdm
 
 __all__ = [
     "FLOW_TIME_SCALE", "TIME_SAMPLINGS", "flow_path", "flow_target", "sample_flow_times", "shift_times", "flow_loss",

@@ -15,10 +15,10 @@ sigma_bar_t = sigma_t / alpha_t, where the probability-flow ODE reads d x_bar / 
 A solver's list of steps ends with -1, which stands for the clean data (alpha = 1, sigma = 0).
 """
 import torch
-from tqdm.auto import tqdm
 
 from .device import autocast_for, model_device, randn_on, sampling_mode
 from .diffusion import check_timesteps, extract
+from .jupyter import tqdm
 from .samplers import predict_noise
 from .schedules import Schedule
 

@@ -130,7 +130,7 @@ VISIT = """() => {
       Reveal.slide(h, v, 1000);
       const s = Reveal.getCurrentSlide();
       fitSlide(s);
-      const markdown = Array.from(s.querySelectorAll(".jp-RenderedMarkdown")).map(e => {
+      const markdown = Array.from(s.querySelectorAll(".jp-RenderedMarkdown")).filter(e => !e.closest("aside.notes")).map(e => {
         const prose = e.cloneNode(true);
         prose.querySelectorAll("code, pre").forEach(c => c.remove());
         return prose.textContent;
