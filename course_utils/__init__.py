@@ -39,6 +39,7 @@ from .metrics import (
     frechet_distance,
     load_classifier,
     reference_images,
+    nfe_sweep,
     sample_quality,
 )
 from .models import PREDICTIONS, Attention, ResBlock, UNet, UNetConfig, count_parameters, sinusoidal_embedding
@@ -108,7 +109,7 @@ __all__ = [
     "langevin_dynamics", "corrector_step_size", "pc_sample_loop",
     # metrics
     "load_classifier", "classifier_features", "classifier_probs", "feature_stats", "frechet_distance", "fid",
-    "confident_share", "class_histogram", "reference_images", "sample_quality", "N_REFERENCE",
+    "confident_share", "class_histogram", "reference_images", "sample_quality", "nfe_sweep", "N_REFERENCE",
     # plotting
     "set_lecture_style", "image_grid", "show_images", "show_image_rows", "plot_schedules", "animate_grids", "figure_png",
     # notebook display: progress bars saved finished, live controls saved with a picture

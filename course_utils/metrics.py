@@ -18,6 +18,7 @@ upwards for small N, so compare numbers only at the same N, and read them agains
 N real test images from outside the reference (indices 2,000 onwards) scored the same way.
 """
 import json
+import time
 from functools import lru_cache
 from pathlib import Path
 
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm.auto import tqdm
 
 from .data import fashion_mnist
 from .settings import REPO_ROOT
@@ -32,7 +34,7 @@ from .settings import REPO_ROOT
 __all__ = [
     "CLASSIFIER_PATH", "N_REFERENCE", "FashionClassifier", "load_classifier", "classifier_features",
     "classifier_probs", "feature_stats", "frechet_distance", "fid", "confident_share", "class_histogram",
-    "reference_images", "sample_quality",
+    "reference_images", "sample_quality", "nfe_sweep",
 ]
 
 CLASSIFIER_PATH = REPO_ROOT / "checkpoints" / "classifier16.pt"
@@ -222,3 +224,21 @@ def sample_quality(samples, reference=None, threshold=0.9):
         "confident_share": confident_share(probs, threshold), "class_entropy": entropy,
         "kl_to_uniform": kl, "min_class_share": float(share.min()), "class_share": share.tolist(),
     }
+
+
+def nfe_sweep(samplers, nfes, n_samples, batch_size=500, seed=0, progress=True):
+    """Quality against network evaluations: for every sampler and NFE budget, ``n_samples`` samples scored by
+    ``sample_quality``. ``samplers`` maps a name to ``fn(shape, nfe, generator) -> (samples, nfe_used)``;
+    every (sampler, nfe) pair starts from the same seed. Returns one dict per pair: sampler, nfe (the budget),
+    nfe_used, fid, fid_ratio (FID / real floor at this N), min_class_share, seconds."""
+    rows = []
+    jobs = [(name, nfe) for name in samplers for nfe in nfes]
+    for name, nfe in tqdm(jobs, desc="samplers x NFE", disable=not progress):
+        generator, parts, used, start = torch.Generator().manual_seed(seed), [], nfe, time.perf_counter()
+        for first in range(0, n_samples, batch_size):
+            x, used = samplers[name](min(batch_size, n_samples - first), nfe, generator)
+            parts.append(x.cpu())
+        q = sample_quality(torch.cat(parts))
+        rows.append({"sampler": name, "nfe": nfe, "nfe_used": used, "fid": q["fid"], "fid_ratio": q["fid"] / q["fid_floor"],
+                     "min_class_share": q["min_class_share"], "seconds": time.perf_counter() - start})
+    return rows
