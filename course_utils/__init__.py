@@ -86,8 +86,8 @@ from .solvers import (PARAMETERISATIONS, SPACINGS, convert_prediction, dpm_solve
 from .training import (EMA, LOSS_WEIGHTINGS, TRAIN_IMAGES, DiffusionConfig, TrainResult, default_config,
                        diffusion_loss, flow_config, guidance_config, learning_rate, loss_weights,
                        measure_training_speed, train, train_step)
-from .flow import (FLOW_TIME_SCALE, TIME_SAMPLINGS, flow_loss, flow_path, flow_sample, flow_target, flow_time_grid,
-                   flow_velocity, mixture_velocity, sample_flow_times, shift_times, straightness)
+from .flow import (FLOW_TIME_SCALE, TIME_SAMPLINGS, ExactVelocityModel, flow_loss, flow_path, flow_sample, flow_target,
+                   flow_time_grid, flow_velocity, mixture_velocity, sample_flow_times, shift_times, straightness)
 
 __all__ = [
     # settings (environment variables)
@@ -125,7 +125,7 @@ __all__ = [
     "ddim_sample_loop", "ddim_invert", "slerp",
     # flow matching (notebook 10)
     "FLOW_TIME_SCALE", "TIME_SAMPLINGS", "flow_path", "flow_target", "sample_flow_times", "shift_times", "flow_loss",
-    "flow_velocity", "flow_time_grid", "flow_sample", "mixture_velocity", "straightness",
+    "flow_velocity", "flow_time_grid", "flow_sample", "mixture_velocity", "ExactVelocityModel", "straightness",
     # design space (notebook 11)
     "PARAMETERISATIONS", "to_x0_noise", "from_x0_noise", "convert_prediction", "predict_x0", "SPACINGS",
     "solver_timesteps", "heun_sample", "dpm_solver_2m_sample",

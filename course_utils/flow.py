@@ -24,7 +24,7 @@ from .jupyter import tqdm
 
 __all__ = [
     "FLOW_TIME_SCALE", "TIME_SAMPLINGS", "flow_path", "flow_target", "sample_flow_times", "shift_times", "flow_loss",
-    "flow_velocity", "flow_time_grid", "flow_sample", "mixture_velocity", "straightness",
+    "flow_velocity", "flow_time_grid", "flow_sample", "mixture_velocity", "ExactVelocityModel", "straightness",
 ]
 
 FLOW_TIME_SCALE = 1000.0  # the network sees 1000 t, as Stable Diffusion 3 does, so its step embedding fits
@@ -161,6 +161,20 @@ def mixture_velocity(mixture, x_t, t):
     e_x0 = mixture.means[None] + ((1 - t) * mixture.stds**2 / c)[None, :, None] * offset
     e_noise = (t / c)[None, :, None] * offset
     return (r[:, :, None] * (e_noise - e_x0)).sum(1)
+
+
+class ExactVelocityModel(torch.nn.Module):
+    """``mixture_velocity`` of a ``GaussianMixture`` as a model: (x_t [B, D], 1000 t [B]) -> E[noise - x_0 | x_t],
+    usable by ``flow_sample`` (all rows must share one t, as the samplers give them)."""
+
+    def __init__(self, mixture):
+        super().__init__()
+        self.mixture = mixture
+        self.register_buffer("anchor", torch.zeros(()))  # gives the model a device for model_device
+
+    def forward(self, x_t, t_scaled, y=None):
+        t = t_scaled[0].item() / FLOW_TIME_SCALE
+        return mixture_velocity(self.mixture, x_t, min(t, 1 - 1e-9)).to(x_t.dtype)
 
 
 def straightness(trajectory):

@@ -9,19 +9,6 @@ import course_utils as cu
 from course_utils.flow import flow_path, flow_target, mixture_velocity
 
 
-class ExactVelocity(torch.nn.Module):
-    """A 'network' that returns the exact marginal velocity of a mixture (it is called with 1000 t)."""
-
-    def __init__(self, mixture):
-        super().__init__()
-        self.mixture = mixture
-        self.dummy = torch.nn.Parameter(torch.zeros(()))
-
-    def forward(self, x, t_scaled, y=None):
-        t = t_scaled[0].item() / cu.FLOW_TIME_SCALE
-        return mixture_velocity(self.mixture, x, min(t, 1 - 1e-9)).float()
-
-
 def gaussian(mean, std):
     return cu.GaussianMixture(torch.tensor([mean]), torch.tensor([std]), torch.tensor([1.0]))
 
@@ -65,7 +52,7 @@ def test_mixture_velocity_is_the_conditional_mean_by_monte_carlo():
 def test_euler_with_many_steps_transports_a_gaussian_exactly():
     # For Gaussian data the flow ODE is linear: the noise z lands on m + s z.
     m, s = 0.7, 0.5
-    model = ExactVelocity(gaussian([m, -m], s))
+    model = cu.ExactVelocityModel(gaussian([m, -m], s))
     z = torch.randn(256, 2, generator=torch.Generator().manual_seed(2))
     exact = torch.tensor([m, -m]) + s * z
     error = {n: (cu.flow_sample(model, z.shape, n, x_1=z, progress=False) - exact).abs().max() for n in (500, 1000)}
@@ -149,7 +136,7 @@ def test_bad_input_is_named():
     with pytest.raises(ValueError, match="shift"):
         cu.shift_times(torch.tensor([0.5]), 0.0)
     with pytest.raises(ValueError, match="method"):
-        cu.flow_sample(ExactVelocity(gaussian([0.0], 1.0)), (2, 1), 2, method="rk4", progress=False)
+        cu.flow_sample(cu.ExactVelocityModel(gaussian([0.0], 1.0)), (2, 1), 2, method="rk4", progress=False)
     with pytest.raises(ValueError, match="loss_weighting='uniform'"):
         cu.flow_config(loss_weighting="min_snr")
     with pytest.raises(ValueError, match="time_sampling"):
