@@ -6,12 +6,18 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DATA   := data/FashionMNIST/raw/t10k-labels-idx1-ubyte
 PYTEST_ARGS ?=
+# make lab CPU_ONLY=1 (on a fresh clone): PyTorch's CPU-only wheels, about 2.5 GB less to download than PyPI's
+# (which bundle the CUDA libraries). torch and torchvision come together from that index, in the versions
+# requirements.txt allows, so they match.
+TORCH_CPU_INDEX := https://download.pytorch.org/whl/cpu
+TORCH_PINS := $(shell grep -E '^torch(vision)?[<>=]' requirements.txt | sed "s/.*/'&'/")
 
 .PHONY: lab test unit notebooks bench data site slides chromium clean-venv
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	$(if $(CPU_ONLY),$(PY) -m pip install --quiet --index-url $(TORCH_CPU_INDEX) $(TORCH_PINS))
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
@@ -44,8 +50,11 @@ site: $(STAMP)
 slides: $(STAMP)
 	$(PY) slides/build_slides.py
 
+# JupyterLab on the whole course (notebooks, walkthroughs, answers, solutions), opening START.md, the course map.
+# .jupyter/lab/settings/overrides.json opens Markdown files rendered, so walkthroughs read like pages.
 lab: $(STAMP) $(DATA)
-	cd notebooks && ../$(VENV)/bin/jupyter lab $(if $(NO_BROWSER),--no-browser) $(if $(filter 0,$(shell id -u)),--allow-root)
+	$(VENV)/bin/jupyter lab --LabApp.app_settings_dir=$(CURDIR)/.jupyter/lab/settings \
+	  $(if $(NO_BROWSER),--no-browser) $(if $(filter 0,$(shell id -u)),--allow-root) START.md
 
 unit: $(STAMP) $(DATA) chromium
 	$(PY) -m pytest tests $(PYTEST_ARGS)
