@@ -10,14 +10,14 @@ out. The decks show the outputs saved in the notebooks; nothing is executed.
 
 reveal.js and Font Awesome (for the buttons of matplotlib's HTML animations) are fetched once with ``npm pack`` at
 the pinned versions below and checked against their registry checksums; MathJax 3 is the course site's own copy
-(course_site/build_site.py). All of it goes into build/slides/lib/, so the decks load nothing from the network: open
-build/slides/index.html directly, or serve the folder (``python -m http.server -d build/slides``) for reveal.js's
-speaker view (key S).
+(course_site/build_site.py). All of it goes into build/slides/lib/, so the decks load nothing from the network:
+open build/slides/index.html from the disk, or copy the folder anywhere. In a deck, key S opens the speaker view.
 """
 import argparse
 import base64
 import copy
 import hashlib
+import html
 import json
 import re
 import shutil
@@ -32,6 +32,7 @@ from nbconvert import SlidesExporter
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "course_site"))
 from build_site import MATHJAX_VERSION, REMOTE_ASSET, mathjax  # noqa: E402  (one MathJax for the site and the slides)
+from set_slide_types import TYPES  # noqa: E402
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 OUT = ROOT / "build" / "slides"
@@ -40,10 +41,12 @@ FOLD_CODE_LINES = 4           # a figure's code longer than this folds into a "c
 
 # npm package -> (version, the registry's sha512 integrity of its tarball, what to keep from it).
 VENDOR = {
-    "reveal.js": ("4.6.1", "sha512-1CW0auaXNPmwmvQ7TwpszwVxMi2Xr5cTS3J3EBC/HHgbPF32Dn7aiu/LKWDOGjMbaDwKQiGmfqcoGQ74HUHCMw==",
+    "reveal.js": ("4.6.1",
+                  "sha512-1CW0auaXNPmwmvQ7TwpszwVxMi2Xr5cTS3J3EBC/HHgbPF32Dn7aiu/LKWDOGjMbaDwKQiGmfqcoGQ74HUHCMw==",
                   ["LICENSE", "dist/reveal.css", "dist/reveal.js", "dist/reset.css", "dist/theme/white.css",
                    "dist/theme/fonts/source-sans-pro/", "plugin/notes/"]),
-    "font-awesome": ("4.7.0", "sha512-U6kGnykA/6bFmg1M/oT9EkFeIYv7JlX3bozwQJWiiLz6L0w3F5vBVPxHlwyX/vtNq1ckcpRKOB9f2Qal/VtFpg==",
+    "font-awesome": ("4.7.0",
+                     "sha512-U6kGnykA/6bFmg1M/oT9EkFeIYv7JlX3bozwQJWiiLz6L0w3F5vBVPxHlwyX/vtNq1ckcpRKOB9f2Qal/VtFpg==",
                      ["README.md", "css/font-awesome.min.css", "fonts/fontawesome-webfont.woff2"]),
 }
 # Saved outputs that link a CDN -> the local copy (matplotlib's HTML animations link Font Awesome's stylesheet).
@@ -52,7 +55,6 @@ LOCAL_COPIES = {
         "lib/font-awesome/css/font-awesome.min.css",
 }
 WIDGET = "application/vnd.jupyter.widget-view+json"
-SLIDE_TYPES = {"slide", "subslide", "fragment", "-", "skip", "notes"}
 
 
 def vendor(lib: Path) -> Path:
@@ -74,7 +76,8 @@ def vendor(lib: Path) -> Path:
         if digest != integrity:
             sys.exit(f"slides: {tgz.name} has checksum {digest}, expected {integrity}")
         with tarfile.open(tgz) as tar:
-            members = [m for m in tar.getmembers() if m.isfile() and m.name.startswith(tuple(f"package/{k}" for k in keep))]
+            wanted_parts = tuple(f"package/{part}" for part in keep)
+            members = [m for m in tar.getmembers() if m.isfile() and m.name.startswith(wanted_parts)]
             for m in members:
                 m.name = m.name.removeprefix("package/")
             tar.extractall(lib / name, members=members, filter="data")
@@ -83,9 +86,9 @@ def vendor(lib: Path) -> Path:
     return lib
 
 
-def external_resources(html: str) -> list[str]:
-    """Every script, stylesheet, image or frame that ``html`` would load from another host."""
-    return REMOTE_ASSET.findall(html)
+def external_resources(page: str) -> list[str]:
+    """Every script, stylesheet, image or frame that the HTML ``page`` would load from another host."""
+    return REMOTE_ASSET.findall(page)
 
 
 def slide_type(cell) -> str:
@@ -126,8 +129,8 @@ def for_slides(nb):
 
 def exporter() -> SlidesExporter:
     return SlidesExporter(extra_template_basedirs=[str(TEMPLATES)], template_name="course_reveal",
-                          reveal_theme="white", reveal_width=str(WIDTH), reveal_height=str(HEIGHT), reveal_transition="none",
-                          reveal_number="c/t", reveal_url_prefix="lib/reveal.js",
+                          reveal_theme="white", reveal_width=str(WIDTH), reveal_height=str(HEIGHT),
+                          reveal_transition="none", reveal_number="c/t", reveal_url_prefix="lib/reveal.js",
                           mathjax_url="lib/mathjax/tex-chtml.js")
 
 
@@ -135,21 +138,23 @@ def build(notebooks: list[Path], out: Path = OUT) -> list[Path]:
     """Write one ``NN_name.slides.html`` per notebook and an index.html into ``out``; return the decks."""
     vendor(out / "lib")
     slides = exporter()
-    decks = []
+    decks, titles = [], []
     for path in notebooks:
         nb = nbformat.read(path, as_version=4)
-        unknown = {slide_type(c) for c in nb.cells} - SLIDE_TYPES
+        unknown = {slide_type(c) for c in nb.cells} - set(TYPES)
         if unknown:
             raise ValueError(f"{path.name}: unknown slide types {sorted(unknown)}")
-        html, _ = slides.from_notebook_node(for_slides(nb), resources={"metadata": {"name": path.stem}})
+        page, _ = slides.from_notebook_node(for_slides(nb), resources={"metadata": {"name": path.stem}})
         for pattern, local in LOCAL_COPIES.items():
-            html = pattern.sub(local, html)
-        if external := external_resources(html):
+            page = pattern.sub(local, page)
+        if external := external_resources(page):
             raise ValueError(f"{path.name}: the deck would load {external[:3]} from the network")
         deck = out / f"{path.stem}.slides.html"
-        deck.write_text(html, encoding="utf-8")
+        deck.write_text(page, encoding="utf-8")
         decks.append(deck)
-    links = "\n".join(f'<li><a href="{d.name}">{d.name.removesuffix(".slides.html")}</a></li>' for d in decks)
+        titles.append(nb.cells[0].source.splitlines()[0].lstrip("# ") if nb.cells else path.stem)
+    links = "\n".join(f'<li><a href="{deck.name}">{html.escape(title)}</a></li>'
+                      for deck, title in zip(decks, titles))
     (out / "index.html").write_text(f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Slides"
                                     f"</title></head>\n<body><h1>Slides</h1>\n<ul>\n{links}\n</ul>\n</body></html>\n")
     return decks
