@@ -244,3 +244,28 @@ def test_notebook_05_trains_the_images_the_checkpoint_records():
     assert full == TRAIN_IMAGES
     record = json.loads((root / "checkpoints" / "ddpm_fashion16.json").read_text())
     assert record["images_seen"] >= TRAIN_IMAGES and record["precision"] in ("float32", "bfloat16")
+
+
+def test_learning_rate_warms_up_then_follows_its_decay():
+    from course_utils import learning_rate
+
+    constant = dataclasses.replace(tiny_config(lr=1e-2), warmup_steps=10)
+    assert [learning_rate(constant, s) for s in (0, 4, 9, 500)] == pytest.approx([1e-3, 5e-3, 1e-2, 1e-2])
+    cosine = dataclasses.replace(tiny_config(lr=1e-2, lr_decay="cosine"), warmup_steps=10)
+    # after warm-up: lr (1 + cos(pi p)) / 2 with p the share of the post-warm-up steps done (110 steps in all)
+    for step, p in [(10, 0.0), (35, 0.25), (60, 0.5), (110, 1.0)]:
+        assert learning_rate(cosine, step, 110) == pytest.approx(1e-2 * (1 + torch.cos(torch.tensor(torch.pi * p)).item()) / 2)
+    with pytest.raises(ValueError, match="needs the run's length"):
+        learning_rate(cosine, 50)
+    with pytest.raises(ValueError, match="lr_decay must be one of"):
+        tiny_config(lr_decay="linear")
+
+
+def test_cosine_decay_reaches_zero_at_the_end_of_a_run():
+    config = tiny_config(lr_decay="cosine", lr=1e-2)
+    seen = []
+    result = train(config, data=tiny_data(), n_images=80, progress=False,
+                   callback=lambda step, r: seen.append(step), callback_every=8)
+    assert result.step == 10 and len(seen) == 10
+    with pytest.raises(ValueError, match="needs the run's length"):
+        train(config, data=tiny_data(), time_budget_s=1.0, progress=False)
