@@ -16,12 +16,13 @@ import argparse
 import dataclasses
 import json
 import time
+from datetime import date
 
 import matplotlib
 import torch
 
 import course_utils as cu
-from bench_utils import RESULTS, cpu_capability, reference_numbers, sample, write_results
+from bench_utils import RESULTS, cpu_capability, machine, reference_numbers, sample, write_results
 from train_default import _EmaWeights
 
 matplotlib.use("Agg")
@@ -90,7 +91,21 @@ def run_one(name, points, n, device, floor):
                            history={"images_seen": result.images_seen, "train_seconds": result.history["train_seconds"],
                                     "precision": result.history["precision"]})
         record["checkpoint"] = str(path.relative_to(cu.REPO_ROOT))
+        write_checkpoint_json(name, record, config)
     return record
+
+
+def write_checkpoint_json(name, record, config):
+    """The .json beside a zero-terminal-SNR checkpoint: what it is, how it was trained, how good it is."""
+    path = cu.REPO_ROOT / record["checkpoint"]
+    info = {"file": path.name, "contents": "EMA weights only (key 'ema' -> 'shadow'), config as a dict; load with "
+                                          "course_utils.load_pretrained(config, candidates=[path])",
+            "config": config.to_dict(), "trained_by": f"benchmarks/design_space.py --runs {name}",
+            "date": date.today().isoformat(), "machine": machine(), "precision": record["precision"],
+            "images_seen": record["curve"][-1]["images"], "train_seconds": record["train_seconds"],
+            "quality": {"protocol": "500 samples, DPM-Solver++(2M) 25 trailing steps, cu.sample_quality",
+                        **{k: record["curve"][-1][k] for k in ("fid", "ratio", "min_class")}}}
+    path.with_suffix(".json").write_text(json.dumps(info, indent=2) + "\n")
 
 
 def main():
