@@ -83,7 +83,7 @@ def jupyter_lab(root):
         server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
                                   env=dict(os.environ, JUPYTER_CONFIG_DIR=str(Path(home) / "config")))
         try:
-            deadline = time.monotonic() + 60
+            deadline = time.monotonic() + 180     # a loaded 2-core machine can take a minute or more
             while True:
                 try:
                     urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status?token={token}", timeout=2)
