@@ -110,6 +110,57 @@ _SWEEP = {  # notebook 09, section 4: FID of 250 class-balanced samples per guid
     [("0", r"0\.0"), ("05", r"0\.5"), ("1", r"1\.0"), ("2", r"2\.0"), ("4", r"4\.0"), ("8", r"8\.0")]
 }
 
+NB10 = "notebooks/10_flow_matching.ipynb"
+_FLOW_FID = {  # notebook 10, section 5: FID/floor of 500 samples per sampler and NFE budget
+    "e4": (NB10, "fid-table", r"^flow, Euler\s+4\s+\S+\s+(\S+)"),
+    "d4": (NB10, "fid-table", r"^diffusion, DDIM\s+4\s+\S+\s+(\S+)"),
+    "e8": (NB10, "fid-table", r"^flow, Euler\s+8\s+\S+\s+(\S+)"),
+    "d8": (NB10, "fid-table", r"^diffusion, DDIM\s+8\s+\S+\s+(\S+)"),
+    "e32": (NB10, "fid-table", r"^flow, Euler\s+32\s+\S+\s+(\S+)"),
+    "h32": (NB10, "fid-table", r"^flow, Heun\s+32\s+\S+\s+(\S+)"),
+}
+_LOGIT_NORMAL = {  # notebook 10, section 6: log-SNR of 200,000 logit-normal(0, 1) times
+    "m": (NB10, "snr-plot", r"times: mean (\S+),"),
+    "s": (NB10, "snr-plot", r", std (\S+) \(a Gaussian"),
+}
+_REFLOW = {  # notebook 10, section 7: Euler FID/floor and median straightness before and after reflow
+    "b1": (NB10, "reflow-measure", r"^before reflow\s+1:\s+(\S+)"),
+    "a1": (NB10, "reflow-measure", r"^after reflow\s+1:\s+(\S+)"),
+    "b4": (NB10, "reflow-measure", r"^before reflow.*\s4:\s+(\S+)"),
+    "a4": (NB10, "reflow-measure", r"^after reflow.*\s4:\s+(\S+)"),
+    "sb": (NB10, "reflow-measure", r"^before reflow.*median (\S+)$"),
+    "sa": (NB10, "reflow-measure", r"^after reflow.*median (\S+)$"),
+}
+
+NB11 = "notebooks/11_design_space.ipynb"
+_CONDITIONING = {  # notebook 11, section 1: the largest error factors of noise and x0 prediction
+    "noise": (NB11, "conditioning", r"multiplied by (\S+) in x0_hat"),
+    "x0": (NB11, "conditioning", r"predictor's by (\S+) in eps_hat"),
+}
+_ELBO_SHARE = {"share": (NB11, "weights-plot", r"carries (\S+) of the total weight")}
+_DESIGN = {  # notebook 11, section 2: FID/floor after 30,000 training images (benchmarks/design_space.py)
+    name: (NB11, "design-results", rf"^{run}\s+15k:\s+\S+\s+30k:\s+(\S+)") for name, run in
+    [("v", "v-min_snr"), ("noise", "noise-uniform"), ("x0", "x0-uniform"), ("elbo", "noise-elbo")]
+}
+_ZSNR = {  # notebook 11, section 3: the brightness leak and what the two trained models do
+    "c_off": (NB11, "zsnr-leak", r"^unscaled linear .*x_T's (\S+)$"),
+    "c_on": (NB11, "zsnr-leak", r"^rescaled: zero terminal SNR .*x_T's (\S+)$"),
+    "std_off": (NB11, "zsnr-recorded", r"^zsnr-off:.*brightness std (\S+) \(data"),
+    "std_data": (NB11, "zsnr-recorded", r"^zsnr-off:.*\(data (\S+)\)"),
+    "std_on": (NB11, "zsnr-recorded", r"^zsnr-on:.*brightness std (\S+) \(data"),
+    "dark_off": (NB11, "zsnr-recorded", r"^zsnr-off:.*10% quantile (\S+),"),
+    "bright_off": (NB11, "zsnr-recorded", r"^zsnr-off:.*90% (\S+)$"),
+    "fid_off": (NB11, "zsnr-recorded", r"^zsnr-off:.*FID/floor (\S+);"),
+    "fid_on": (NB11, "zsnr-recorded", r"^zsnr-on:.*FID/floor (\S+);"),
+}
+_SOLVERS = {  # notebook 11, section 4: FID/floor of 500 samples per solver and NFE budget
+    "dpm10": (NB11, "solver-table", r"^DPM-Solver\+\+\(2M\) \(Karras\)\s+10\s+\S+\s+(\S+)"),
+    "ddim25": (NB11, "solver-table", r"^DDIM\s+25\s+\S+\s+(\S+)"),
+    "heun5": (NB11, "solver-table", r"^Heun \(Karras\)\s+5\s+\S+\s+(\S+)"),
+    "ddpm50": (NB11, "solver-table", r"^DDPM \(eta = 1\)\s+50\s+\S+\s+(\S+)"),
+    "ddim50": (NB11, "solver-table", r"^DDIM\s+50\s+\S+\s+(\S+)"),
+}
+
 QUOTES = [
     ("walkthroughs/06_reverse_sampling.md", "mean pixel {noise_mean} against {real_mean} for real test images", _SEED_STATS),
     ("walkthroughs/06_reverse_sampling.md", "class entropy {noise_entropy} nats against {real_entropy} for real test images",
@@ -136,6 +187,41 @@ QUOTES = [
     ("answers/09_classifier_free_guidance.md", "the FID is {w0} at $w = 0$, lowest at $w = 0.5$ and $w = 1$ ({w05} and {w1}, "
      "less apart than the seed-to-seed noise of an FID from 250 samples), and then rises steeply: {w2} at $w = 2$, {w4} at "
      "$w = 4$ and {w8} at $w = 8$", _SWEEP),
+    ("walkthroughs/10_flow_matching.md", "{e4}x the floor against {d4}x at 4 calls, {e8}x against {d8}x at 8", _FLOW_FID),
+    ("walkthroughs/10_flow_matching.md", "at 32 calls Heun scores {h32}x the floor against {e32}x for Euler", _FLOW_FID),
+    ("answers/10_flow_matching.md", "scores {e4}x the floor at 4 calls against {d4}x for DDIM", _FLOW_FID),
+    ("answers/10_flow_matching.md", "also at 32 calls, where it scores {h32}x the floor against {e32}x", _FLOW_FID),
+    ("walkthroughs/10_flow_matching.md", "for 200,000 draws: mean {m}, std {s}", _LOGIT_NORMAL),
+    ("answers/10_flow_matching.md", "for logit-normal(0, 1) draws (mean {m}, std {s})", _LOGIT_NORMAL),
+    ("walkthroughs/10_flow_matching.md", "one Euler step goes from {b1}x the floor to {a1}x and the median straightness from {sb} "
+     "to {sa}, while four steps change little ({b4}x and {a4}x;", _REFLOW),
+    ("answers/10_flow_matching.md", "one Euler step goes from {b1}x the floor to {a1}x, the median straightness from {sb} to "
+     "{sa}", _REFLOW),
+    ("walkthroughs/11_design_space.md", "at the last step a noise predictor's error is multiplied by {noise} in $\\hat x_0$, at the "
+     "first step an $x_0$ predictor's by {x0} in $\\hat\\epsilon$", _CONDITIONING),
+    ("answers/11_design_space.md", "prints the two largest: {noise} for a noise predictor's $\\hat x_0$ at the last step, {x0} for "
+     "an $x_0$ predictor's $\\hat\\epsilon$ at the first", _CONDITIONING),
+    ("walkthroughs/11_design_space.md", "holds almost all of the weight: {share} of the total", _ELBO_SHARE),
+    ("answers/11_design_space.md", "gives that one step almost all of the weight, {share} of the total", _ELBO_SHARE),
+    ("walkthroughs/11_design_space.md", "the default scores {v}x the floor, the noise target with $L_\\text{{simple}}$ {noise}x, the "
+     "$x_0$ target {x0}x and the noise target with the ELBO weight {elbo}x", _DESIGN),
+    ("answers/11_design_space.md", "{elbo}x the floor after 30,000 images, against {noise}x for the same noise target with "
+     "L_simple", _DESIGN),
+    ("walkthroughs/11_design_space.md", "the correlation is {c_off} for that schedule and {c_on} after the rescale below", _ZSNR),
+    ("answers/11_design_space.md", "the correlation is {c_off} for the unscaled linear schedule and {c_on} after the rescale", _ZSNR),
+    ("walkthroughs/11_design_space.md", "has a standard deviation of {std_off} against {std_data} for the data, a share of "
+     "{dark_off} of the samples is darker than the data's 10% quantile and {bright_off} brighter than its 90% quantile; with it "
+     "the standard deviation is {std_on}", _ZSNR),
+    ("answers/11_design_space.md", "standard deviation of {std_off} against {std_data} for the data, a share of {dark_off} of the "
+     "samples is darker than the data's 10% quantile and {bright_off} brighter than its 90% quantile; after the rescale the "
+     "standard deviation is {std_on}, and FID/floor after the same 30,000 images falls from {fid_off} to {fid_on}", _ZSNR),
+    ("walkthroughs/11_design_space.md", "DPM-Solver++(2M) at 10 calls ({dpm10}x the floor) is ahead of DDIM at 25 ({ddim25}x)",
+     _SOLVERS),
+    ("answers/11_design_space.md", "DPM-Solver++(2M) with 10 calls ({dpm10}x the floor) is ahead of DDIM with 25 ({ddim25}x)",
+     _SOLVERS),
+    ("walkthroughs/11_design_space.md", "({heun5}x at 5 calls)", _SOLVERS),
+    ("answers/11_design_space.md", "({heun5}x the floor at 5 calls)", _SOLVERS),
+    ("walkthroughs/11_design_space.md", "is the best row at 50 ({ddpm50}x against {ddim50}x for DDIM)", _SOLVERS),
 ]
 
 
