@@ -165,7 +165,7 @@ def mixture_velocity(mixture, x_t, t):
 
 class ExactVelocityModel(torch.nn.Module):
     """``mixture_velocity`` of a ``GaussianMixture`` as a model: (x_t [B, D], 1000 t [B]) -> E[noise - x_0 | x_t],
-    usable by ``flow_sample`` (all rows must share one t, as the samplers give them)."""
+    usable by ``flow_sample`` and ``flow_loss`` (each row at its own t)."""
 
     def __init__(self, mixture):
         super().__init__()
@@ -173,8 +173,11 @@ class ExactVelocityModel(torch.nn.Module):
         self.register_buffer("anchor", torch.zeros(()))  # gives the model a device for model_device
 
     def forward(self, x_t, t_scaled, y=None):
-        t = t_scaled[0].item() / FLOW_TIME_SCALE
-        return mixture_velocity(self.mixture, x_t, min(t, 1 - 1e-9)).to(x_t.dtype)
+        out = torch.empty_like(x_t)
+        for value in t_scaled.unique().tolist():
+            rows = t_scaled == value
+            out[rows] = mixture_velocity(self.mixture, x_t[rows], min(value / FLOW_TIME_SCALE, 1 - 1e-9)).to(x_t.dtype)
+        return out
 
 
 def straightness(trajectory):

@@ -58,6 +58,8 @@ def end_early(bar, note):
 
     Without this a bar closed below its total is drawn as failed (red); the work it did is its real total.
     """
+    if getattr(bar, "disable", False):  # a switched-off bar (progress=False) has nothing to draw
+        return
     if bar.total and bar.n < bar.total:
         bar.total = bar.n
         container = getattr(bar, "container", None)      # the Jupyter widget bar

@@ -228,7 +228,7 @@ def sample_quality(samples, reference=None, threshold=0.9):
 
 def nfe_sweep(samplers, nfes, n_samples, batch_size=500, seed=0, progress=True):
     """Quality against network evaluations: for every sampler and NFE budget, ``n_samples`` samples scored by
-    ``sample_quality``. ``samplers`` maps a name to ``fn(shape, nfe, generator) -> (samples, nfe_used)``;
+    ``sample_quality``. ``samplers`` maps a name to ``fn(n, nfe, generator) -> (n samples, nfe_used)``;
     every (sampler, nfe) pair starts from the same seed. Returns one dict per pair: sampler, nfe (the budget),
     nfe_used, fid, fid_ratio (FID / real floor at this N), min_class_share, seconds."""
     rows = []

@@ -143,3 +143,19 @@ def test_bad_input_is_named():
         cu.flow_config(time_sampling="beta")
     with pytest.raises(ValueError, match=r"\[0, 1\)"):
         mixture_velocity(gaussian([0.0], 1.0), torch.zeros(1, 1), 1.0)
+
+
+def test_exact_velocity_model_takes_one_time_per_row_and_gives_the_loss_floor():
+    # Data N(0, s^2) in 1-D: the least flow matching loss is E_t[Var(noise - x_0 | x_t)], and
+    # Var(noise - x_0 | x_t) = (1 + s^2) - (t - (1-t) s^2)^2 / c_t = s^2 / c_t with c_t = (1-t)^2 s^2 + t^2.
+    s = 0.5
+    model = cu.ExactVelocityModel(gaussian([0.0], s))
+    x, t = torch.tensor([[0.3], [0.3]]), torch.tensor([0.2, 0.7])
+    rows = torch.cat([mixture_velocity(gaussian([0.0], s), x[:1], 0.2), mixture_velocity(gaussian([0.0], s), x[1:], 0.7)])
+    torch.testing.assert_close(model(x, cu.FLOW_TIME_SCALE * t), rows.float())
+    u = torch.linspace(0.0005, 0.9995, 1000, dtype=torch.float64)
+    floor = (s**2 / ((1 - u) ** 2 * s**2 + u**2)).mean().item()
+    g = torch.Generator().manual_seed(6)
+    with torch.no_grad():
+        loss = sum(cu.flow_loss(model, s * torch.randn(4096, 1, generator=g), generator=g)[0].item() for _ in range(8)) / 8
+    assert loss == pytest.approx(floor, rel=0.05)
