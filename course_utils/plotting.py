@@ -120,7 +120,7 @@ def show_images(images, nrow=8, labels=None, title=None, ax=None, size=1.2, col_
         for i, axis in enumerate(axes.flat):
             axis.axis("off")
             if i < images.shape[0]:
-                axis.imshow(image_grid(images[i : i + 1], nrow=1, padding=0), vmin=0, vmax=1)
+                axis.imshow(image_grid(images[i : i + 1], nrow=1, padding=0), cmap="gray", vmin=0, vmax=1)
                 axis.set_title(str(labels[i]), fontsize="small")
         if title:
             fig.suptitle(title)
@@ -128,7 +128,7 @@ def show_images(images, nrow=8, labels=None, title=None, ax=None, size=1.2, col_
     if ax is None:
         extra = (0.5 if title else 0) + (0.4 if col_labels is not None else 0)
         fig, ax = plt.subplots(figsize=_grid_figsize(images, nrow, size, extra), layout="constrained")
-    ax.imshow(image_grid(images, nrow=nrow), vmin=0, vmax=1)
+    ax.imshow(image_grid(images, nrow=nrow), cmap="gray", vmin=0, vmax=1)
     ax.axis("off")
     if col_labels is not None:
         _label_columns(ax, images, ncol, col_labels)
@@ -223,7 +223,7 @@ def animate_grids(frames, titles=None, interval=120, nrow=8, size=1.2, pause_ms=
         raise ValueError("animate_grids needs at least one frame")
     fig, ax = plt.subplots(figsize=_grid_figsize(frames[0], nrow, size, 0.5 if titles is not None else 0.1),
                            layout="constrained")
-    image = ax.imshow(image_grid(frames[0], nrow=nrow), vmin=0, vmax=1)
+    image = ax.imshow(image_grid(frames[0], nrow=nrow), cmap="gray", vmin=0, vmax=1)
     ax.axis("off")
     dpi = pixel_ratio * fig.dpi
     pictures = []
