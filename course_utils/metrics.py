@@ -26,9 +26,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from .data import fashion_mnist
+from .jupyter import tqdm
 from .settings import REPO_ROOT
 
 __all__ = [

@@ -91,3 +91,12 @@ def test_animation_is_a_plain_animated_png(outputs):
     (animation,) = outputs["animation"]
     assert set(animation["data"]) == {"image/png", "text/plain"}       # no HTML, no script: nothing to trust
     assert _png(animation).n_frames == 3
+
+
+def test_course_utils_makes_its_progress_bars_with_course_utils_jupyter():
+    """Every bar the course draws is one whose finished line is saved (a tqdm.auto bar is saved at 0%)."""
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parent.parent / "course_utils"
+    offenders = [p.name for p in package.glob("*.py") if p.name != "jupyter.py" and "tqdm.auto" in p.read_text()]
+    assert not offenders, f"import tqdm from .jupyter in {offenders}"
