@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 TORCH_CPU_INDEX := https://download.pytorch.org/whl/cpu
 TORCH_PINS := $(shell grep -E '^torch(vision)?[<>=]' requirements.txt | sed "s/.*/'&'/")
 
-.PHONY: lab test unit notebooks bench data site slides chromium clean-venv
+.PHONY: lab test unit notebooks solutions bench data site slides chromium clean-venv
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -62,8 +62,12 @@ unit: $(STAMP) $(DATA) chromium
 notebooks: $(STAMP) $(DATA)
 	COURSE_QUICK=1 $(PY) -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=900 notebooks $(PYTEST_ARGS)
 
+# The worked exercises (solutions/NN_name.ipynb) in quick mode, as `make test` runs them.
+solutions: $(STAMP) $(DATA)
+	COURSE_QUICK=1 $(PY) -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=900 solutions $(PYTEST_ARGS)
+
 test: $(STAMP) $(DATA) chromium
-	COURSE_QUICK=1 $(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env --nbval-cell-timeout=900 $(PYTEST_ARGS)
+	COURSE_QUICK=1 $(PY) -m pytest tests notebooks solutions --nbval-lax --nbval-current-env --nbval-cell-timeout=900 $(PYTEST_ARGS)
 
 bench: $(STAMP) $(DATA)
 	$(PY) benchmarks/train_quality.py
