@@ -136,7 +136,7 @@ def check_notebook(page, base, token, relative, shots):
         await window.jupyterapp.commands.execute('docmanager:open', {path, factory: 'Notebook'});
     }""", path.as_posix())
     page.wait_for_function(f"n => document.querySelectorAll('{NOTEBOOK} .jp-Cell').length === n",
-                           arg=len(cells), timeout=90_000)
+                           arg=len(cells), timeout=180_000)
     n_outputs = sum(_shown_outputs(c) for c in cells if c["cell_type"] == "code")
     page.wait_for_function(f"n => document.querySelectorAll('{NOTEBOOK} .jp-OutputArea-output').length >= n",
                            arg=n_outputs, timeout=60_000)
@@ -220,7 +220,7 @@ def run(root, notebooks, start_page=False):
     with jupyter_lab(root) as (base, token), browser_page(viewport=(1280, 900)) as page:
         page.root = str(root)
         page.goto(f"{base}/lab?reset&token={token}")
-        page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell", timeout=90_000)
+        page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell", timeout=180_000)
         page.evaluate("() => window.jupyterapp.restored")
         if start_page:
             results["START.md"] = check_start_page(page, shots)
