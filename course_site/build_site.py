@@ -35,7 +35,7 @@ SECTIONS = [
     ("answers", "*.md", "Answer sheets", "answer sheet"),
     ("solutions", "*.ipynb", "Solutions", "solution"),
 ]
-EXTRAS = ["README.md", "benchmarks/README.md", "benchmarks/DEFAULTS.md"]
+EXTRAS = ["README.md", "START.md", "benchmarks/README.md", "benchmarks/DEFAULTS.md"]
 CODE = ["course_utils/*.py", "tests/*.py", "benchmarks/*.py"]  # documents may link to these; the site offers them
 REMOTE_ASSET = re.compile(
     r"<(?:script|link|img|iframe|source|video|audio)\b[^>]*?\b(?:src|href)\s*=\s*[\"']?((?:https?:)?//[^\"' >]+)",
@@ -111,7 +111,7 @@ def home_page(found):
             lines += ["```{toctree}", ":hidden:", f":caption: {caption}", ""]
             lines += [f"{folder}/{p.stem}" for p in found[folder]] + ["```", ""]
     lines += ["```{toctree}", ":hidden:", ":caption: About", "", "Set-up, tests and layout (README) <README>",
-              "benchmarks/README", "benchmarks/DEFAULTS", "```", ""]
+              "Course map (START) <START>", "benchmarks/README", "benchmarks/DEFAULTS", "```", ""]
     return "\n".join(lines)
 
 

@@ -3,8 +3,8 @@
 1. ``read_notebook`` (myst-nb's reader for ``.ipynb``) prepares each notebook for a static page, in memory
    only (the files are never changed, nothing is executed):
    - every markdown cell starts with ``<div id="CELL-ID">``, so ``NN_name.ipynb#CELL-ID`` lands on it;
-   - widget outputs (sliders, progress bars) cannot move without a kernel: an interactive widget becomes a
-     note saying so, a progress bar is dropped (it would show its first frame, 0%);
+   - widget outputs (sliders, progress bars) cannot move without a kernel: an interactive widget shows its saved
+     pictures and a note saying so, a progress bar the text it was saved with (its final state);
    - links to stylesheets on other hosts (matplotlib's animation player asks for Font Awesome from a CDN)
      are removed: the theme serves Font Awesome itself, and the site loads nothing from the network.
 2. ``doctree-read``: every code cell's container gets its cell id as HTML id, every section also JupyterLab's
@@ -46,17 +46,27 @@ def read_notebook(text):
         for output in cell.outputs:
             data = output.get("data", {})
             if WIDGET_VIEW in data:
-                plain = data.get("text/plain", "")
-                if not plain.startswith("interactive("):
-                    continue  # a progress bar
-                controls = sorted(set(re.findall(r"\b([A-Z][A-Za-z]*(?:Slider|Dropdown|Checkbox|Button)\w*)\(", plain)))
-                output = nbformat.v4.new_output(
-                    "display_data", data={"text/html": STATIC_WIDGET_NOTE.format(what=", ".join(controls) or "controls")})
-            elif "text/html" in data:
+                outputs += _static_widget(output)
+                continue
+            if "text/html" in data:
                 data["text/html"] = REMOTE_LINK_TAG.sub("", data["text/html"])
             outputs.append(output)
         cell.outputs = outputs
     return nb
+
+
+def _static_widget(output):
+    """What the page shows for a widget output: a progress bar as the text it was saved with (its final state);
+    an interactive control as a note that it is static here, after its saved pictures (``cu.interact_with_preview``)."""
+    plain = "".join(output["data"].get("text/plain", ""))
+    picture = output["data"].get("image/png")
+    if picture is None and not plain.startswith("interactive("):
+        return [nbformat.v4.new_output("stream", name="stdout", text=plain + "\n")]
+    controls = sorted(set(re.findall(r"\b([A-Z][A-Za-z]*(?:Slider|Dropdown|Checkbox|Button)\w*)\(", plain)))
+    note = STATIC_WIDGET_NOTE.format(what=", ".join(controls) or "controls")
+    pictures = [] if picture is None else [nbformat.v4.new_output("display_data", data={"image/png": picture},
+                                                                      metadata=output.get("metadata", {}))]
+    return pictures + [nbformat.v4.new_output("display_data", data={"text/html": note})]
 
 
 def _notebook_cell_ids(path):

@@ -84,3 +84,19 @@ def test_benchmarks_readme_shows_each_benchmark_result_verbatim(result):
     body = result.read_text().split("\n", 1)[1]
     assert body in (ROOT / "benchmarks" / "README.md").read_text(), \
         f"benchmarks/README.md lacks {result.name}: run benchmarks/update_readme.py"
+
+
+TEXT_FILES = sorted([*ROOT.glob("*.md"), *ROOT.glob("walkthroughs/*.md"), *ROOT.glob("answers/*.md"),
+                     *ROOT.glob("benchmarks/*.md"), *ROOT.glob("notebooks/*.ipynb"), *ROOT.glob("solutions/*.ipynb")])
+
+
+@pytest.mark.parametrize("path", TEXT_FILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_control_characters(path):
+    """A TeX command written in a Python string without r"" turns into a control character: "\\alpha" is BEL
+    followed by "lpha", "\\beta" a backspace and "eta", "\\theta" a tab and "heta". MathJax then fails on the page."""
+    if path.suffix == ".ipynb":
+        text = "".join("".join(cell["source"]) for cell in json.loads(path.read_text(encoding="utf-8"))["cells"])
+    else:
+        text = path.read_text(encoding="utf-8")
+    bad = sorted({repr(ch) for ch in text if ord(ch) < 32 and ch != "\n"})
+    assert not bad, f"{path.name} contains control characters {bad}"

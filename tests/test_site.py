@@ -190,7 +190,7 @@ def test_math_is_typeset_on_every_page(seen):
 def _has_interactive_widget(notebook):
     cells = json.loads(notebook.read_text())["cells"]
     return any("application/vnd.jupyter.widget-view+json" in o.get("data", {})
-               and "".join(o["data"].get("text/plain", "")).startswith("interactive(")
+               and ("image/png" in o["data"] or "".join(o["data"].get("text/plain", "")).startswith("interactive("))
                for c in cells for o in c.get("outputs", []))
 
 
