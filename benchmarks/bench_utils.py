@@ -7,6 +7,7 @@ import platform
 import time
 from datetime import date
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -152,3 +153,10 @@ def train_for(config, minutes, device, save=None):
     result = cu.train(config, time_budget_s=60 * minutes, device=device, progress=False, checkpoint_path=save)
     images_per_s = result.images_seen / result.history["train_seconds"]
     return result.ema_model, result.step, images_per_s
+
+
+def save_ema_weights(path, config, result, **extra):
+    """Save only the EMA weights of a ``cu.train`` result, under 'ema' -> 'shadow' where a training run keeps
+    them, so ``cu.load_pretrained`` reads the file; a few MB, without the raw weights and the optimizer."""
+    ema = SimpleNamespace(state_dict=lambda: {"decay": None, "num_updates": None, "shadow": result.ema_model.state_dict()})
+    return cu.save_checkpoint(path, config, result.step, ema=ema, **extra)

@@ -22,8 +22,7 @@ import matplotlib
 import torch
 
 import course_utils as cu
-from bench_utils import RESULTS, cpu_capability, machine, reference_numbers, sample, write_results
-from train_default import _EmaWeights
+from bench_utils import RESULTS, cpu_capability, machine, reference_numbers, sample, save_ema_weights, write_results
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -87,9 +86,9 @@ def run_one(name, points, n, device, floor):
         record["brightness"] = {"samples": samples["last"].mean(dim=(1, 2, 3)).tolist(),
                                 "data": data.mean(dim=(1, 2, 3)).tolist()}
         path = cu.REPO_ROOT / "checkpoints" / f"{name.replace('-', '_')}16.pt"
-        cu.save_checkpoint(path, config, result.step, ema=_EmaWeights(result.ema_model),
-                           history={"images_seen": result.images_seen, "train_seconds": result.history["train_seconds"],
-                                    "precision": result.history["precision"]})
+        save_ema_weights(path, config, result,
+                         history={"images_seen": result.images_seen, "train_seconds": result.history["train_seconds"],
+                                  "precision": result.history["precision"]})
         record["checkpoint"] = str(path.relative_to(cu.REPO_ROOT))
         write_checkpoint_json(name, record, config)
     return record

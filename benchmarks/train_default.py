@@ -22,8 +22,7 @@ import matplotlib
 import torch
 
 import course_utils as cu
-from bench_utils import machine
-from bench_utils import sample
+from bench_utils import machine, sample, save_ema_weights
 
 matplotlib.use("Agg")
 
@@ -60,9 +59,9 @@ def main():
     sample_seconds = time.perf_counter() - start
     cu.show_images(samples, nrow=10, title=f"EMA model after {result.step} steps").savefig(samples_png)
 
-    cu.save_checkpoint(out, config, result.step, ema=_EmaWeights(result.ema_model),
-                       history={"train_seconds": history["train_seconds"], "images_seen": history["images_seen"],
-                                "precision": history["precision"], "loss": history["loss"][-20:]})
+    save_ema_weights(out, config, result,
+                     history={"train_seconds": history["train_seconds"], "images_seen": history["images_seen"],
+                              "precision": history["precision"], "loss": history["loss"][-20:]})
     record = {
         "file": out.name,
         "contents": "EMA weights only (key 'ema' -> 'shadow'), config as a dict; load with course_utils.load_pretrained()",
@@ -102,16 +101,6 @@ def quality(model, config, n=500, steps=50):
         q = cu.sample_quality(sample(model, config, n, "ddim", steps, device, balanced=balanced))
         out[name] = {k: round(q[k], 3) for k in ("fid", "fid_floor", "confident_share", "class_entropy", "min_class_share")}
     return out
-
-
-class _EmaWeights:
-    """Adapter so save_checkpoint stores the EMA model's weights under 'ema' like a training run does."""
-
-    def __init__(self, model):
-        self.model = model
-
-    def state_dict(self):
-        return {"decay": None, "num_updates": None, "shadow": self.model.state_dict()}
 
 
 if __name__ == "__main__":

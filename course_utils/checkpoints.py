@@ -15,7 +15,7 @@ import torch
 
 __all__ = ["CheckpointError", "config_to_dict", "config_differences", "save_checkpoint", "load_checkpoint"]
 
-FORMAT = 1
+FORMAT = 2  # 2: the U-Net's layers grouped per level (``down.0.blocks.0...``); 1 had flat lists (``down.0...``)
 
 
 class CheckpointError(RuntimeError):
@@ -93,8 +93,12 @@ def load_checkpoint(path, expected_config=None, map_location="cpu"):
             f"could not read checkpoint {path} ({type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}). "
             "It is probably truncated or corrupt: delete it and train again."
         ) from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT or "config" not in ckpt:
+    if not isinstance(ckpt, dict) or "config" not in ckpt or not isinstance(ckpt.get("format"), int):
         raise CheckpointError(f"{path} is not a course checkpoint (format {FORMAT}); delete it and train again.")
+    if ckpt["format"] != FORMAT:
+        raise CheckpointError(f"{path} has checkpoint format {ckpt['format']}, written by another version of the "
+                              f"course whose U-Net names its weights differently (this one reads format {FORMAT}); "
+                              "delete it and train again.")
     if expected_config is not None:
         diff = config_differences(ckpt["config"], expected_config)
         if diff:

@@ -2,9 +2,10 @@
 
 Built from small pieces a notebook can assemble one at a time:
 ``sinusoidal_embedding`` (the time t as a vector), ``ResBlock`` (two 3x3 convolutions with
-the time added in between), ``Attention`` (self-attention over pixels at the lowest resolution)
-and ``UNet`` (down path, middle, up path with skip connections). Shapes: ``x`` is
-``[B, C, H, W]``, ``t`` is ``[B]`` (0-based steps), ``y`` is ``[B]`` class labels or None.
+the time added in between), ``Attention`` (self-attention over pixels at the lowest resolution),
+``DownLevel`` and ``UpLevel`` (one resolution of each path) and ``UNet`` (down path, middle, up path with
+skip connections). Shapes: ``x`` is ``[B, C, H, W]``, ``t`` is ``[B]`` (0-based steps), ``y`` is ``[B]`` class
+labels or None.
 """
 import math
 from dataclasses import dataclass
@@ -15,7 +16,10 @@ from torch import nn
 
 PREDICTIONS = ("noise", "x0", "v", "velocity")
 
-__all__ = ["PREDICTIONS", "UNetConfig", "sinusoidal_embedding", "ResBlock", "Attention", "UNet", "count_parameters"]
+__all__ = [
+    "PREDICTIONS", "UNetConfig", "sinusoidal_embedding", "ResBlock", "Attention", "DownLevel", "UpLevel", "UNet",
+    "count_parameters",
+]
 
 
 @dataclass(frozen=True)
@@ -38,8 +42,10 @@ class UNetConfig:
     def __post_init__(self):
         if self.prediction not in PREDICTIONS:
             raise ValueError(f"prediction must be one of {PREDICTIONS}, got {self.prediction!r}")
-        if isinstance(self.base_channels, bool) or not isinstance(self.base_channels, int) or self.base_channels < 1:
-            raise ValueError(f"base_channels must be a positive int, got {self.base_channels!r}")
+        for name in ("base_channels", "num_res_blocks"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
         levels = len(self.channel_mults)
         if self.image_size % 2 ** (levels - 1):
             raise ValueError(
@@ -106,12 +112,54 @@ class Attention(nn.Module):
         return x + self.out(h.transpose(-1, -2).reshape(B, C, H, W))
 
 
+class DownLevel(nn.Module):
+    """One level of the down path: ``n_blocks`` ResBlocks at one resolution, then (``downsample``) a stride-2
+    convolution that halves it. Every output is saved in ``skips`` for the up path."""
+
+    def __init__(self, in_ch, out_ch, n_blocks, block, downsample):
+        super().__init__()
+        self.blocks = nn.ModuleList([block(in_ch if i == 0 else out_ch, out_ch) for i in range(n_blocks)])
+        self.downsample = nn.Conv2d(out_ch, out_ch, 3, stride=2, padding=1) if downsample else None
+
+    def forward(self, h, emb, skips):
+        """h [B, in_ch, H, W] -> [B, out_ch, H/2, W/2] ([B, out_ch, H, W] without downsample); appends to skips."""
+        for block in self.blocks:
+            h = block(h, emb)  # [B, out_ch, H, W]
+            skips.append(h)
+        if self.downsample is not None:
+            h = self.downsample(h)  # [B, out_ch, H/2, W/2]
+            skips.append(h)
+        return h
+
+
+class UpLevel(nn.Module):
+    """One level of the up path: one ResBlock per entry of ``skip_widths``, each fed the previous output
+    concatenated with a saved down-path activation (a skip connection), then (``upsample``) 2x nearest
+    upsampling and a 3x3 convolution."""
+
+    def __init__(self, in_ch, skip_widths, out_ch, block, upsample):
+        super().__init__()
+        widths = [in_ch] + [out_ch] * (len(skip_widths) - 1)
+        self.blocks = nn.ModuleList([block(ch + skip, out_ch) for ch, skip in zip(widths, skip_widths)])
+        self.upsample = (nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(out_ch, out_ch, 3, padding=1))
+                         if upsample else None)
+
+    def forward(self, h, emb, skips):
+        """h [B, in_ch, H, W] -> [B, out_ch, 2H, 2W] ([B, out_ch, H, W] without upsample); pops from skips."""
+        for block in self.blocks:
+            h = block(torch.cat([h, skips.pop()], dim=1), emb)  # [B, ch + skip, H, W] -> [B, out_ch, H, W]
+        if self.upsample is not None:
+            h = self.upsample(h)  # [B, out_ch, 2H, 2W]
+        return h
+
+
 class UNet(nn.Module):
     """Noise predictor noise_pred = UNet(x_t, t, y): same shape out as in.
 
-    Down path: per level ``num_res_blocks`` ResBlocks, then a stride-2 conv (not after the last level).
-    Middle: ResBlock, Attention (optional), ResBlock. Up path: per level ``num_res_blocks + 1``
-    ResBlocks, each fed the matching down-path activation (skip connection), then 2x nearest upsampling.
+    ``down[level]`` (a ``DownLevel``): ``num_res_blocks`` ResBlocks, then a stride-2 conv (not at the lowest
+    level). Middle: ResBlock, Attention (optional), ResBlock. ``up[level]`` (an ``UpLevel``, lowest level
+    first): ``num_res_blocks + 1`` ResBlocks, each fed a matching down-path activation (skip connection), then
+    2x upsampling (not at the top level). With the default config the resolution goes 16 -> 8 -> 4 -> 8 -> 16.
     """
 
     def __init__(self, config=None):
@@ -124,27 +172,24 @@ class UNet(nn.Module):
         self.conv_in = nn.Conv2d(c.in_channels, c.base_channels, 3, padding=1)
 
         block = lambda i, o: ResBlock(i, o, emb, c.num_groups, c.dropout)  # noqa: E731
-        self.down, skip_widths, ch = nn.ModuleList(), [c.base_channels], c.base_channels
-        for level, mult in enumerate(c.channel_mults):
-            for _ in range(c.num_res_blocks):
-                self.down.append(block(ch, c.base_channels * mult))
-                ch = c.base_channels * mult
-                skip_widths.append(ch)
-            if level < len(c.channel_mults) - 1:
-                self.down.append(nn.Conv2d(ch, ch, 3, stride=2, padding=1))
-                skip_widths.append(ch)
+        widths = [c.base_channels * m for m in c.channel_mults]
+        lowest = len(widths) - 1
+        skip_widths, ch = [c.base_channels], c.base_channels  # the widths of what down[...] saves, conv_in's first
+        self.down = nn.ModuleList()
+        for level, width in enumerate(widths):
+            self.down.append(DownLevel(ch, width, c.num_res_blocks, block, downsample=level < lowest))
+            skip_widths += [width] * (c.num_res_blocks + (level < lowest))
+            ch = width
 
         self.mid1 = block(ch, ch)
         self.mid_attn = Attention(ch, num_groups=c.num_groups) if c.attention else nn.Identity()
         self.mid2 = block(ch, ch)
 
         self.up = nn.ModuleList()
-        for level, mult in reversed(list(enumerate(c.channel_mults))):
-            for _ in range(c.num_res_blocks + 1):
-                self.up.append(block(ch + skip_widths.pop(), c.base_channels * mult))
-                ch = c.base_channels * mult
-            if level > 0:
-                self.up.append(nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(ch, ch, 3, padding=1)))
+        for level in reversed(range(len(widths))):
+            skips = [skip_widths.pop() for _ in range(c.num_res_blocks + 1)]
+            self.up.append(UpLevel(ch, skips, widths[level], block, upsample=level > 0))
+            ch = widths[level]
         self.norm_out = nn.GroupNorm(c.num_groups, ch)
         self.conv_out = nn.Conv2d(ch, c.in_channels, 3, padding=1)
 
@@ -175,16 +220,15 @@ class UNet(nn.Module):
     def forward(self, x, t, y=None):
         """x [B, C, S, S] (x_t), t [B] steps, y [B] labels or None -> noise_pred [B, C, S, S]."""
         self._check_inputs(x, t, y)
-        emb = self.embed(t, y)
-        h = self.conv_in(x)
+        emb = self.embed(t, y)  # [B, time_embed_dim]
+        h = self.conv_in(x)  # [B, base_channels, S, S]
         skips = [h]
-        for layer in self.down:
-            h = layer(h, emb) if isinstance(layer, ResBlock) else layer(h)
-            skips.append(h)
-        h = self.mid2(self.mid_attn(self.mid1(h, emb)), emb)
-        for layer in self.up:
-            h = layer(torch.cat([h, skips.pop()], dim=1), emb) if isinstance(layer, ResBlock) else layer(h)
-        return self.conv_out(F.silu(self.norm_out(h)))
+        for level in self.down:
+            h = level(h, emb, skips)  # halves S, except at the lowest level
+        h = self.mid2(self.mid_attn(self.mid1(h, emb)), emb)  # [B, widest, S / 2^(levels - 1), ...]
+        for level in self.up:
+            h = level(h, emb, skips)  # doubles S, except at the top level; uses up every skip
+        return self.conv_out(F.silu(self.norm_out(h)))  # [B, C, S, S]
 
 
 def count_parameters(model):

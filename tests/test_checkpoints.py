@@ -66,6 +66,17 @@ def test_foreign_file_and_missing_file(tmp_path):
         load_checkpoint(tmp_path / "nothing.pt")
 
 
+def test_checkpoint_of_another_format_is_refused(tmp_path):
+    """A checkpoint written before the U-Net grouped its layers per level (format 1) names the problem."""
+    path, _ = saved(tmp_path)
+    ckpt = torch.load(path, weights_only=True)
+    torch.save(dict(ckpt, format=1), path)
+    with pytest.raises(CheckpointError, match="checkpoint format 1.*names its weights differently.*train again"):
+        load_checkpoint(path)
+    path, reason = find_checkpoint(CONFIG, candidates=(path,))
+    assert path is None and "format 1" in reason
+
+
 def test_failed_write_leaves_old_file_and_no_temp_file(tmp_path):
     path, _ = saved(tmp_path)
     before = path.read_bytes()

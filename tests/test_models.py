@@ -94,6 +94,37 @@ def test_bad_config_raises():
         UNetConfig(image_size=28, channel_mults=(1, 2, 2, 2))
     with pytest.raises(ValueError, match="num_groups"):
         UNetConfig(base_channels=12, num_groups=8)
+    with pytest.raises(ValueError, match="num_res_blocks must be a positive int"):
+        UNetConfig(num_res_blocks=0)
+
+
+@pytest.mark.parametrize("num_res_blocks", [1, 2])
+def test_levels_halve_then_double_and_use_every_skip(num_res_blocks):
+    """Walking the U level by level (as notebook 05 does) gives the model's output; each down level halves the
+    resolution but the lowest, each up level doubles it but the top, and the up path takes every saved skip."""
+    config = UNetConfig(image_size=16, base_channels=8, channel_mults=(1, 2, 2), num_res_blocks=num_res_blocks,
+                        num_groups=4)
+    torch.manual_seed(0)
+    model = UNet(config).eval()
+    x, t = torch.randn(2, 1, 16, 16), torch.tensor([3, 7])
+    with torch.no_grad():
+        emb = model.embed(t)
+        h = model.conv_in(x)
+        skips, sizes = [h], []
+        for level in model.down:
+            assert len(level.blocks) == num_res_blocks
+            h = level(h, emb, skips)
+            sizes.append(tuple(h.shape[1:]))
+        assert sizes == [(8, 8, 8), (16, 4, 4), (16, 4, 4)]
+        assert len(skips) == 1 + 3 * num_res_blocks + 2
+        h = model.mid2(model.mid_attn(model.mid1(h, emb)), emb)
+        sizes = []
+        for level in model.up:
+            assert len(level.blocks) == num_res_blocks + 1
+            h = level(h, emb, skips)
+            sizes.append(tuple(h.shape[1:]))
+        assert sizes == [(16, 8, 8), (16, 16, 16), (8, 16, 16)] and skips == []
+        torch.testing.assert_close(model.conv_out(torch.nn.functional.silu(model.norm_out(h))), model(x, t))
 
 
 def test_count_parameters():
