@@ -1,10 +1,12 @@
-"""Forward process and posterior: closed forms checked against definitions and against sampling."""
+"""Forward process and posterior (course_utils/diffusion.py): closed forms checked against definitions and sampling."""
+import math
+
 import pytest
 import torch
 
 from course_utils import (
     extract, make_schedule, predict_noise_from_v, predict_noise_from_x0, predict_x0_from_noise,
-    q_posterior_mean_variance, q_sample, q_sample_iterative, v_target,
+    q_posterior_mean_variance, q_sample, q_sample_iterative, schedule_from_betas, v_target,
 )
 
 
@@ -76,12 +78,52 @@ def test_iterative_respects_per_sample_t(schedule):
     assert not torch.allclose(out[0], out[1])
 
 
+@pytest.mark.parametrize("beta", [0.02, 0.1, 0.5])
+def test_one_step_is_variance_preserving_mix(beta):
+    """x_1 = sqrt(1 - beta) x_0 + sqrt(beta) noise, and Var(x_1) = 1 when Var(x_0) = 1; adding the noise without the
+    shrink gives Var = 1 + beta."""
+    one_step = schedule_from_betas([beta])
+    x_0 = torch.randn(100_000, 1, dtype=torch.float64)
+    noise = torch.randn_like(x_0)
+    x_1 = q_sample(one_step, x_0, 0, noise)
+    torch.testing.assert_close(x_1, math.sqrt(1 - beta) * x_0 + math.sqrt(beta) * noise)
+    # relative standard error of a variance estimate is sqrt(2/n) = 0.0045
+    assert x_1.var().item() == pytest.approx(1.0, abs=0.03)
+    assert (x_0 + math.sqrt(beta) * noise).var().item() == pytest.approx(1.0 + beta, abs=0.03)
+
+
+def test_two_steps_compose_into_one_gaussian():
+    """Two mixing steps = one step with 1 - beta = (1 - beta_1)(1 - beta_2) (sum of independent Gaussians)."""
+    beta_1, beta_2, x_start, n = 0.1, 0.3, 0.8, 200_000
+    schedule = schedule_from_betas([beta_1, beta_2])
+    keep = (1 - beta_1) * (1 - beta_2)
+    assert schedule.alphas_cumprod[1].item() == pytest.approx(keep, rel=1e-12)
+    x_0 = torch.full((n, 1), x_start, dtype=torch.float64)
+    x_2 = q_sample_iterative(schedule, x_0, torch.ones(n, dtype=torch.long), generator=torch.Generator().manual_seed(0))
+    se = math.sqrt((1 - keep) / n)  # standard error of the mean
+    assert abs(x_2.mean().item() - math.sqrt(keep) * x_start) < 6 * se
+    assert x_2.var().item() == pytest.approx(1 - keep, rel=0.03)
+    # a wrong rule (standard deviations adding) would predict a different variance
+    wrong = (math.sqrt(beta_1 * (1 - beta_2)) + math.sqrt(beta_2)) ** 2
+    assert abs(x_2.var().item() - wrong) > 0.1
+
+
 def test_variance_stays_one_for_unit_variance_data():
     schedule = make_schedule("cosine", 1000)
     x_0 = torch.randn(200000, dtype=torch.float64).reshape(-1, 1)
     for t in [0, 250, 500, 999]:
         x_t = q_sample(schedule, x_0, torch.full((x_0.shape[0],), t))
         assert x_t.var().item() == pytest.approx(1.0, abs=0.015)
+
+
+def test_input_scaling_shifts_log_snr_by_2_log_b():
+    """Chen (2023): x_t = sqrt(abar) b x_0 + sqrt(1 - abar) noise has SNR b^2 abar / (1 - abar)."""
+    s = make_schedule("cosine", 1000)
+    b, t = 0.5, 300
+    x_0 = torch.full((200_000, 1), 0.8, dtype=torch.float64)
+    x_t = q_sample(s, b * x_0, t)
+    measured = x_t.mean() ** 2 / x_t.var() / 0.8 ** 2
+    assert math.log(measured.item()) == pytest.approx(s.log_snr[t].item() + 2 * math.log(b), abs=0.03)
 
 
 def test_posterior_mean_and_variance_formulas(schedule):
@@ -131,6 +173,22 @@ def test_x0_and_noise_predictions_invert_q_sample(schedule):
     x_t = q_sample(schedule, x_0, t, noise)
     torch.testing.assert_close(predict_x0_from_noise(schedule, x_t, t, noise), x_0)
     torch.testing.assert_close(predict_noise_from_x0(schedule, x_t, t, x_0), noise)
+
+
+def test_eps_mse_equals_snr_weighted_x0_mse():
+    """||noise - noise_pred||^2 = SNR(t) ||x_0 - x_0_pred||^2 when x_0_pred = predict_x0_from_noise(noise_pred)."""
+    s = make_schedule("cosine", 1000)
+    x_0 = torch.rand(6, 1, 8, 8, dtype=torch.float64) * 2 - 1
+    t = torch.tensor([0, 100, 300, 500, 700, 900])
+    noise = torch.randn_like(x_0)
+    x_t = q_sample(s, x_0, t, noise)
+    noise_pred = noise + 0.1 * torch.randn_like(noise)
+    x_0_pred = predict_x0_from_noise(s, x_t, t, noise_pred)
+    eps_sq = ((noise - noise_pred) ** 2).sum(dim=(1, 2, 3))
+    x0_sq = ((x_0 - x_0_pred) ** 2).sum(dim=(1, 2, 3))
+    torch.testing.assert_close(eps_sq, s.snr[t] * x0_sq)
+    # and the weight really is SNR: using alphas_cumprod alone would be wrong
+    assert not torch.allclose(eps_sq, s.alphas_cumprod[t] * x0_sq)
 
 
 @pytest.mark.parametrize("t, err, msg", [

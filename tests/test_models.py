@@ -1,18 +1,20 @@
 """The U-Net: shapes at every supported size, time and class conditioning, gradients, input checks."""
+import dataclasses
 import math
 
 import pytest
 import torch
 
+from conftest import TINY_UNET
 from course_utils import Attention, ResBlock, UNet, UNetConfig, count_parameters, sinusoidal_embedding
 
 
-TINY = dict(base_channels=8, channel_mults=(1, 2, 2), num_groups=4, time_embed_dim=16)
+TINY = dataclasses.replace(TINY_UNET, image_size=16, channel_mults=(1, 2, 2))  # three levels: 16 -> 8 -> 4
 
 
 @pytest.mark.parametrize("size", [16, 28, 32])
 def test_output_shape_equals_input_shape(size):
-    model = UNet(UNetConfig(image_size=size, **TINY))
+    model = UNet(dataclasses.replace(TINY, image_size=size))
     x = torch.randn(2, 1, size, size)
     assert model(x, torch.tensor([0, 99])).shape == x.shape
 
@@ -32,7 +34,7 @@ def test_sinusoidal_embedding_formula():
 
 
 def test_time_embedding_differs_across_t():
-    model = UNet(UNetConfig(**TINY)).eval()
+    model = UNet(TINY).eval()
     emb = model.embed(torch.tensor([0, 1, 500]))
     assert not torch.allclose(emb[0], emb[1]) and not torch.allclose(emb[1], emb[2])
     x = torch.randn(1, 1, 16, 16).repeat(2, 1, 1, 1)
@@ -41,18 +43,18 @@ def test_time_embedding_differs_across_t():
 
 
 def test_class_embedding_and_null_label():
-    model = UNet(UNetConfig(num_classes=10, **TINY)).eval()
+    model = UNet(dataclasses.replace(TINY, num_classes=10)).eval()
     x, t = torch.randn(2, 1, 16, 16), torch.tensor([5, 5])
     torch.testing.assert_close(model(x, t), model(x, t, torch.tensor([10, 10])))  # y=None is the null label 10
     assert not torch.allclose(model(x, t, torch.tensor([0, 0])), model(x, t, torch.tensor([7, 7])))
     with pytest.raises(ValueError, match="labels in 0..10"):
         model(x, t, torch.tensor([0, 11]))
     with pytest.raises(ValueError, match="unconditional"):
-        UNet(UNetConfig(**TINY))(x, t, torch.tensor([0, 1]))
+        UNet(TINY)(x, t, torch.tensor([0, 1]))
 
 
 def test_gradient_reaches_every_parameter():
-    model = UNet(UNetConfig(num_classes=3, **TINY))
+    model = UNet(dataclasses.replace(TINY, num_classes=3))
     x = torch.randn(4, 1, 16, 16)
     model(x, torch.tensor([0, 10, 20, 30]), torch.tensor([0, 1, 2, 3])).pow(2).mean().backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
@@ -86,7 +88,7 @@ def test_attention_matches_explicit_softmax():
 ])
 def test_bad_input_raises(x, t, msg):
     with pytest.raises(ValueError, match=msg):
-        UNet(UNetConfig(**TINY))(x, t)
+        UNet(TINY)(x, t)
 
 
 def test_bad_config_raises():

@@ -110,30 +110,3 @@ def test_show_image_rows_titles_rows_and_labels_columns_once():
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()][0] == "t/T=0"
     assert not fig.axes[1].axison                               # later rows: no labels drawn
     plt.close("all")
-
-
-def test_preview_png_stacks_one_figure_per_setting_and_cleans_up():
-    import io
-
-    from PIL import Image
-
-    from course_utils.jupyter import preview_png
-
-    calls = []
-
-    def draw(scale=1.0):
-        calls.append(scale)
-        show_images(torch.full((3, 1, 8, 8), scale), nrow=3, title=f"scale {scale}")
-        print("printed while drawing")            # a preview prints nothing into the notebook
-        plt.show()
-
-    show = plt.show
-    open_before = plt.get_fignums()
-    png, width = preview_png(draw, [{"scale": -1.0}, {"scale": 1.0}])
-    picture = Image.open(io.BytesIO(png))
-    assert calls == [-1.0, 1.0] and plt.show is show and plt.get_fignums() == open_before
-    one, _ = preview_png(draw, [{"scale": 1.0}])
-    assert picture.height > 2 * Image.open(io.BytesIO(one)).height - 40    # two figures, one above the other
-    assert abs(picture.width - 2 * width) <= 1
-    with pytest.raises(ValueError, match="no figure"):
-        preview_png(lambda scale: None, [{"scale": 1.0}])

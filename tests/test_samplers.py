@@ -1,13 +1,15 @@
-"""Samplers: the reverse mean and variance, step counts, determinism, DDIM, guidance, and exact recovery
-of a single data point with an oracle noise model."""
+"""Samplers: the reverse step, DDPM and DDIM (eq. 12, marginals, eta = 1 is DDPM), guidance, inversion, slerp, oracles."""
+import dataclasses
+import math
+
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
+from conftest import TINY_UNET, Const, Labelled, Oracle, Smooth
 from course_utils import (
-    ddim_invert, ddim_sample_loop, ddim_sigma, ddim_timesteps, extract, make_schedule, p_mean_variance,
-    p_sample, p_sample_loop, predict_noise, q_posterior_mean_variance, q_sample, UNet, UNetConfig,
+    ddim_invert, ddim_sample_loop, ddim_sigma, ddim_step, ddim_timesteps, extract, make_schedule, p_mean_variance,
+    p_sample, p_sample_loop, predict_noise, q_posterior_mean_variance, q_sample, UNet,
 )
 
 
@@ -19,55 +21,14 @@ def schedule():
     return make_schedule("cosine", T)
 
 
-class Oracle(nn.Module):
-    """The perfect noise model when the data is one point x_star: noise = (x_t - sqrt(abar_t) x_star) / sqrt(1 - abar_t)."""
-
-    def __init__(self, schedule, x_star):
-        super().__init__()
-        self.schedule = schedule
-        self.register_buffer("x_star", x_star)
-        self.calls = 0
-
-    def forward(self, x, t, y=None):
-        self.calls += 1
-        abar = extract(self.schedule.alphas_cumprod, t, x)
-        return (x - abar.sqrt() * self.x_star) / (1 - abar).sqrt()
-
-
-class Const(nn.Module):
-    """Predicts the same noise everywhere: DDIM inversion is then exactly undone by DDIM sampling."""
-
-    def __init__(self, value):
-        super().__init__()
-        self.register_buffer("value", value)
-
-    def forward(self, x, t, y=None):
-        return self.value.expand_as(x)
-
-
-class Smooth(nn.Module):
-    """A smooth, nonlinear stand-in for a network (elementwise, so no bfloat16 rounding under autocast)."""
-
-    def __init__(self):
-        super().__init__()
-        self.register_buffer("scale", torch.tensor(1.5))
-
-    def forward(self, x, t, y=None):
-        return torch.tanh(self.scale * x) + 0.01 * t.float().reshape(-1, 1, 1, 1)
-
-
-class Labelled(nn.Module):
-    """noise_pred = label value (the null label 10 gives 10): makes the guidance formula visible."""
-
-    config = UNetConfig(num_classes=10, base_channels=8, num_groups=4, prediction="noise")
-
-    def forward(self, x, t, y=None):
-        return torch.zeros_like(x) + y.float().reshape(-1, 1, 1, 1)
+@pytest.fixture(scope="module")
+def linear_schedule():
+    return make_schedule("linear", 100)
 
 
 def tiny_unet():
     torch.manual_seed(0)
-    return UNet(UNetConfig(image_size=8, base_channels=8, channel_mults=(1, 2), num_groups=4, prediction="noise", time_embed_dim=16))
+    return UNet(TINY_UNET)
 
 
 def x_star():
@@ -147,10 +108,40 @@ def test_ddim_timesteps():
         ddim_timesteps(50, 51)
 
 
-def test_ddim_eta1_consecutive_variance_is_posterior_variance(schedule):
-    for t in range(1, T):
-        assert ddim_sigma(schedule, t, t - 1, 1.0) ** 2 == pytest.approx(schedule.posterior_variance[t].item(), rel=1e-9)
-    assert ddim_sigma(schedule, 10, 9, 0.0) == 0
+def test_ddim_eta0_step_is_equation_12(linear_schedule):
+    """x_prev = sqrt(abar_prev) x_0_pred + sqrt(1 - abar_prev) noise_pred (Song et al. eq. 12 with eta = 0), which is
+    an Euler step of the probability-flow ODE d(x / alpha) = noise_pred d(sigma / alpha), alpha = sqrt(abar)."""
+    schedule, model = linear_schedule, tiny_unet().eval()
+    x_t, t, t_prev = torch.randn(3, 1, 8, 8), 60, 35
+    with torch.no_grad():
+        noise_pred = predict_noise(model, x_t, torch.full((3,), t))
+        x_prev, x_0_pred = ddim_step(model, schedule, x_t, t, t_prev, eta=0.0, clip_x0=False)
+    a_t, a_prev = schedule.alphas_cumprod[t].item(), schedule.alphas_cumprod[t_prev].item()
+    expected_x_0 = (x_t - math.sqrt(1 - a_t) * noise_pred) / math.sqrt(a_t)
+    torch.testing.assert_close(x_0_pred, expected_x_0, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(x_prev, math.sqrt(a_prev) * expected_x_0 + math.sqrt(1 - a_prev) * noise_pred,
+                               atol=1e-5, rtol=1e-5)
+    sigma_bar_t, sigma_bar_prev = math.sqrt((1 - a_t) / a_t), math.sqrt((1 - a_prev) / a_prev)
+    torch.testing.assert_close(x_prev / math.sqrt(a_prev),
+                               x_t / math.sqrt(a_t) + (sigma_bar_prev - sigma_bar_t) * noise_pred, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("eta", [0.0, 0.5, 1.0])
+def test_ddim_family_keeps_the_marginals(linear_schedule, eta):
+    """With the exact noise, a DDIM step from x_t ~ q(x_t | x_0) gives x_prev ~ N(sqrt(abar_prev) x_0, (1 - abar_prev) I)
+    for every eta and any jump: the non-Markovian processes share DDPM's marginals (Song et al. 2021, Lemma 1)."""
+    schedule, n, t, t_prev = linear_schedule, 100_000, 80, 40
+    x_star = torch.tensor([0.7, -0.3]).reshape(1, 2, 1, 1)
+    model = Oracle(schedule, x_star)
+    a_t, a_prev = schedule.alphas_cumprod[t].item(), schedule.alphas_cumprod[t_prev].item()
+    x_t = math.sqrt(a_t) * x_star + math.sqrt(1 - a_t) * torch.randn(n, 2, 1, 1, dtype=torch.float64)
+    x_prev, _ = ddim_step(model, schedule, x_t, t, t_prev, eta=eta, generator=torch.Generator().manual_seed(1),
+                          clip_x0=False)
+    x_prev = x_prev.double().flatten(1)
+    torch.testing.assert_close(x_prev.mean(0), math.sqrt(a_prev) * x_star.flatten().double(), atol=0.01, rtol=0)
+    torch.testing.assert_close(x_prev.var(0), torch.full((2,), 1 - a_prev, dtype=torch.float64), atol=0, rtol=0.02)
+    sigma_sq = ddim_sigma(schedule, t, t_prev, eta).item() ** 2
+    assert sigma_sq == pytest.approx(eta**2 * (1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev))
 
 
 def test_ddim_eta0_is_deterministic_and_eta1_is_not(schedule):
@@ -173,12 +164,19 @@ def test_ddim_inversion_round_trip(schedule):
 
 
 def test_classifier_free_guidance_formula():
+    """noise_uncond + s (noise_cond - noise_uncond), the null label giving noise_uncond; s = 1 + w is Ho & Salimans'
+    (1 + w) noise_cond - w noise_uncond (2021, eq. 6), and s = 0 is the unconditional prediction."""
     model = Labelled()
     x, t, y = torch.zeros(2, 1, 2, 2), torch.tensor([3, 3]), torch.tensor([2, 4])
     for s in (0.0, 1.0, 3.0):  # noise_uncond + s (noise_cond - noise_uncond), noise_uncond = 10
         out = predict_noise(model, x, t, y, guidance_scale=s)
         expected = (10 + s * (y.float() - 10)).reshape(-1, 1, 1, 1).expand_as(x)
         torch.testing.assert_close(out, expected)
+    noise_cond, noise_uncond = predict_noise(model, x, t, y), predict_noise(model, x, t, torch.full_like(y, 10))
+    for w in (0.0, 1.0, 3.0):
+        guided = predict_noise(model, x, t, y, guidance_scale=1 + w)
+        torch.testing.assert_close(guided, (1 + w) * noise_cond - w * noise_uncond)
+    torch.testing.assert_close(predict_noise(model, x, t, y, guidance_scale=0.0), noise_uncond)
 
 
 def test_q_sample_then_oracle_gives_back_the_noise(schedule):
@@ -190,6 +188,8 @@ def test_q_sample_then_oracle_gives_back_the_noise(schedule):
 def test_ddim_eta1_on_all_steps_is_ancestral_sampling(schedule):
     """eta = 1 with n_steps = T: sigma^2 = beta_tilde_t and the mean is the posterior mean at x_0_pred, so
     DDIM and Algorithm 2 give the same samples from the same random numbers (clipped or not)."""
+    for t in range(1, T):
+        assert ddim_sigma(schedule, t, t - 1, 1.0) ** 2 == pytest.approx(schedule.posterior_variance[t].item(), rel=1e-9)
     model = Smooth()
     for clip in (True, False):
         ddpm = p_sample_loop(model, schedule, (2, 1, 8, 8), generator=torch.Generator().manual_seed(4),
@@ -224,8 +224,6 @@ def test_slerp_formula_ends_and_norm():
 
 
 def test_ddim_step_takes_an_int_or_a_repeated_step_tensor(schedule):
-    from course_utils import ddim_step
-
     model, x_t = Smooth(), torch.randn(3, 1, 4, 4)
     by_int, _ = ddim_step(model, schedule, x_t, 10, 5)
     by_tensor, _ = ddim_step(model, schedule, x_t, torch.full((3,), 10), 5)
@@ -241,8 +239,6 @@ def test_ddim_step_takes_an_int_or_a_repeated_step_tensor(schedule):
 
 
 def test_negative_eta_is_rejected_on_entry(schedule):
-    from course_utils import ddim_step
-
     with pytest.raises(ValueError, match="eta must be >= 0"):
         ddim_sample_loop(Smooth(), schedule, (2, 1, 4, 4), 5, eta=-1.0, progress=False)
     with pytest.raises(ValueError, match="eta must be >= 0"):
@@ -254,7 +250,7 @@ def test_v_predicting_model_samples_through_its_noise(schedule):
     x_star = torch.linspace(-0.8, 0.8, 16).reshape(1, 1, 4, 4)
 
     class OracleV(Oracle):
-        config = UNetConfig(image_size=4, base_channels=8, channel_mults=(1,), num_groups=4, prediction="v")
+        config = dataclasses.replace(TINY_UNET, image_size=4, channel_mults=(1,), prediction="v")
 
         def forward(self, x, t, y=None):
             noise = super().forward(x, t, y)

@@ -1,9 +1,10 @@
-"""The score view (notebook 08): eps-prediction is a scaled score, the toy's closed-form score, Langevin."""
+"""Score view (course_utils/score.py): scaled scores, the toy mixture's exact score, Langevin, PC, guidance as Bayes."""
 import math
 
 import pytest
 import torch
 
+from conftest import HalfX
 from course_utils import make_schedule, p_sample_loop, q_sample
 from course_utils.score import (
     GaussianMixture, ToyNoiseMLP, corrector_step_size, langevin_dynamics, noise_from_score, pc_sample_loop,
@@ -135,6 +136,22 @@ def test_predictor_corrector_with_exact_score_samples_the_mixture(mixture, sched
         torch.testing.assert_close(x_0, ddpm)
 
 
+@pytest.mark.parametrize("w", [0.0, 1.0, 4.0])
+def test_guided_score_is_bayes_with_a_sharpened_classifier(w):
+    """(1 + w) score(x | y) - w score(x) = score(x) + (1 + w) grad log q_t(y | x), with each class one mixture component."""
+    mixture = GaussianMixture([[-1.0, 0.0], [1.0, 0.5], [0.0, 2.0]], [0.4, 0.6, 0.3], [0.5, 0.3, 0.2])
+    noised = mixture.noised(0.6)
+    x = torch.randn(50, 2, dtype=torch.float64).requires_grad_()
+    y = torch.randint(0, 3, (50,))
+    log_q_y_given_x = noised.responsibilities(x).log()[torch.arange(50), y]  # q_t(y | x): the posterior weight of class y
+    (classifier_grad,) = torch.autograd.grad(log_q_y_given_x.sum(), x)
+    x = x.detach()
+    score_uncond = noised.score(x)
+    score_cond = torch.stack([GaussianMixture(noised.means[k : k + 1], noised.stds[k : k + 1], [1.0]).score(x[i : i + 1])[0]
+                              for i, k in enumerate(y.tolist())])
+    torch.testing.assert_close((1 + w) * score_cond - w * score_uncond, score_uncond + (1 + w) * classifier_grad)
+
+
 def test_bad_inputs_raise(mixture):
     with pytest.raises(ValueError, match="shape"):
         mixture.score(torch.zeros(5, 3))
@@ -148,22 +165,11 @@ def test_bad_inputs_raise(mixture):
         langevin_dynamics(lambda x: -x, torch.zeros(2, 2), step_size=0.0, n_steps=3)
 
 
-class _HalfX(torch.nn.Module):
-    """A deterministic stand-in noise predictor: noise_pred = 0.5 x (one parameter, so it has a device)."""
-
-    def __init__(self):
-        super().__init__()
-        self.scale = torch.nn.Parameter(torch.tensor(0.5))
-
-    def forward(self, x, t, y=None):
-        return self.scale * x
-
-
 def test_pc_corrector_uses_alpha_t_of_the_current_step():
     """Replay pc_sample_loop by hand: the corrector's step is 2 alphas[t] (snr |z| / |score|)^2 (Alg. 5)."""
     from course_utils import p_sample, score_from_noise
 
-    schedule, model, shape, snr = make_schedule("cosine", 4), _HalfX(), (3, 2), 0.3
+    schedule, model, shape, snr = make_schedule("cosine", 4), HalfX(), (3, 2), 0.3
     out = pc_sample_loop(model, schedule, shape, n_corrector=1, corrector_snr=snr, generator=torch.Generator().manual_seed(0),
                          progress=False)
     g = torch.Generator().manual_seed(0)

@@ -1,27 +1,11 @@
-"""The design space (course_utils.solvers, notebook 11): conversions between parameterisations, the ELBO weight,
-zero terminal SNR, timestep spacings, DDIM as an Euler step, and the order of Heun and DPM-Solver++(2M)."""
+"""Solvers (course_utils/solvers.py): parameterisation conversions, predict_x0, spacings, Heun and DPM-Solver++(2M)."""
 import math
 
 import pytest
 import torch
 
 import course_utils as cu
-
-
-class GaussianDenoiser(torch.nn.Module):
-    """The exact x_0 predictor for data N(0, s^2 I): E[x_0 | x_t] = alpha s^2 x_t / (alpha^2 s^2 + sigma^2)."""
-
-    def __init__(self, schedule, s, prediction="x0"):
-        super().__init__()
-        self.schedule, self.s = schedule, s
-        self.config = cu.UNetConfig(prediction=prediction)
-        self.anchor = torch.nn.Parameter(torch.zeros(()))  # gives the model a device
-
-    def forward(self, x, t, y=None):
-        alpha = self.schedule.sqrt_alphas_cumprod[t].float().reshape(-1, *([1] * (x.ndim - 1)))
-        sigma = self.schedule.sqrt_one_minus_alphas_cumprod[t].float().reshape(alpha.shape)
-        x_0 = alpha * self.s**2 * x / (alpha**2 * self.s**2 + sigma**2)
-        return cu.from_x0_noise(x_0, (x - alpha * x_0) / sigma, self.config.prediction, alpha, sigma)
+from conftest import GaussianDenoiser
 
 
 @pytest.mark.parametrize("kind", cu.PARAMETERISATIONS)
@@ -62,36 +46,6 @@ def test_straight_path_is_a_diffusion_with_alpha_1_minus_t_and_sigma_t():
     torch.testing.assert_close(cu.flow_target(x_0, noise), cu.from_x0_noise(x_0, noise, "velocity", alpha, sigma, -1.0, 1.0))
 
 
-def test_elbo_weight_is_proportional_to_ho_et_al_eq_12():
-    schedule = cu.make_schedule("linear", 100)
-    t = torch.arange(1, 100)
-    b, a, ab = schedule.betas[t], schedule.alphas[t], schedule.alphas_cumprod[t]
-    ho = b**2 / (2 * schedule.posterior_variance[t] * a * (1 - ab))  # weight of the noise error in L_{t-1}
-    ours = cu.loss_weights(schedule, t, "elbo", prediction="noise").double()
-    torch.testing.assert_close(ours / ours[0], ho / ho[0], rtol=1e-5, atol=0)
-    full = cu.loss_weights(schedule, torch.arange(100), "elbo", prediction="noise")
-    assert full.mean().item() == pytest.approx(1.0, rel=1e-5) and full[0] == full[1]
-    # the same weighting expressed on x_0 and v errors: multiply back by what each error is worth in noise units
-    snr = schedule.snr[t].float()
-    torch.testing.assert_close(cu.loss_weights(schedule, t, "elbo", prediction="x0") / snr, ours.float())
-    torch.testing.assert_close(cu.loss_weights(schedule, t, "elbo", prediction="v") * (snr + 1) / snr, ours.float())
-
-
-def test_zero_terminal_snr_rescale_follows_lin_et_al():
-    base = cu.make_schedule("linear", 250, scale_to_T=False)
-    z = cu.rescale_zero_terminal_snr(base)
-    assert z.alphas_cumprod[-1].item() == 0.0 and z.betas[-1].item() == 1.0 and z.snr[-1].item() == 0.0
-    torch.testing.assert_close(z.alphas_cumprod[0], base.alphas_cumprod[0])
-    # sqrt(alpha_bar) is an affine map of the old one: each step keeps its relative place between the ends
-    old, new = base.sqrt_alphas_cumprod, z.sqrt_alphas_cumprod
-    torch.testing.assert_close((new - new[-1]) / (new[0] - new[-1]), (old - old[-1]) / (old[0] - old[-1]))
-    assert (z.betas[:-1] < 1).all() and (z.snr.diff() < 0).all()
-    with pytest.raises(ValueError, match="strictly between 0 and 1"):
-        cu.schedule_from_betas(z.betas)  # a beta of 1 needs the explicit opt-in
-    with pytest.raises(ValueError, match="needs prediction 'v' or 'x0'"):
-        cu.default_config(zero_terminal_snr=True, model=cu.UNetConfig(prediction="noise"))
-
-
 def test_spacings():
     schedule = cu.make_schedule("cosine", 250)
     assert cu.solver_timesteps(schedule, 10, "trailing").tolist() == [249, 224, 199, 174, 149, 124, 99, 74, 49, 24]
@@ -107,20 +61,6 @@ def test_spacings():
         cu.solver_timesteps(schedule, 10, "uniform")
     with pytest.raises(ValueError, match="n_steps"):
         cu.solver_timesteps(schedule, 0)
-
-
-def test_ddim_with_eta_0_is_an_euler_step_of_the_probability_flow_ode():
-    # In x_bar = x / alpha, sigma_bar = sigma / alpha: x_bar_prev = x_bar_t + (sigma_bar_prev - sigma_bar_t) noise_pred.
-    schedule = cu.make_schedule("cosine", 100)
-    model = GaussianDenoiser(schedule, 0.5, prediction="noise")
-    x_t = torch.randn(8, 1, 2, 2, generator=torch.Generator().manual_seed(3))
-    t, t_prev = 60, 35
-    x_prev, _ = cu.ddim_step(model, schedule, x_t, t, t_prev, eta=0.0, clip_x0=False)
-    noise_pred = model(x_t, torch.full((8,), t))
-    a_t, a_p = schedule.sqrt_alphas_cumprod[t].item(), schedule.sqrt_alphas_cumprod[t_prev].item()
-    sb_t = schedule.sqrt_one_minus_alphas_cumprod[t].item() / a_t
-    sb_p = schedule.sqrt_one_minus_alphas_cumprod[t_prev].item() / a_p
-    torch.testing.assert_close(x_prev / a_p, x_t / a_t + (sb_p - sb_t) * noise_pred, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("solver", [cu.heun_sample, cu.dpm_solver_2m_sample])

@@ -1,17 +1,17 @@
-"""Training: the simple loss by hand, the EMA formula, the config, and a tiny resumable training run."""
+"""Training: losses and weights by hand, EMA, label dropout, config, learning rate, a tiny resumable training run."""
 import dataclasses
 
 import pytest
 import torch
 
+from conftest import TINY_UNET
 from course_utils import (
-    EMA, DiffusionConfig, UNet, UNetConfig, autocast_for, default_config, guidance_config, load_checkpoint, loss_weights,
+    EMA, DiffusionConfig, UNet, autocast_for, default_config, guidance_config, load_checkpoint, loss_weights,
     make_schedule, diffusion_loss, measure_training_speed, train, train_step,
 )
 
 
-TINY = UNetConfig(image_size=8, base_channels=8, channel_mults=(1, 2), num_groups=4, time_embed_dim=16,
-                  attention=False, num_classes=3, prediction="noise")
+TINY = dataclasses.replace(TINY_UNET, attention=False, num_classes=3)
 TINY_V = dataclasses.replace(TINY, prediction="v")
 
 
@@ -81,6 +81,31 @@ def test_default_is_unconditional_and_guidance_config_adds_labels():
     # the two differ in the labels only: same sizes, schedule and training recipe
     assert dataclasses.replace(guided, model=default.model, p_uncond=default.p_uncond) == default
     assert guidance_config(T=100).T == 100
+
+
+class LabelRecorder(UNet):
+    """A tiny U-Net that remembers every label batch it was trained on."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.seen = []
+
+    def forward(self, x, t, y=None):
+        self.seen.append(y.clone())
+        return super().forward(x, t, y)
+
+
+@pytest.mark.parametrize("p_uncond", [0.0, 0.3])
+def test_label_dropout_replaces_a_share_p_uncond_by_the_null_label(p_uncond):
+    config = DiffusionConfig(image_size=8, T=20, model=TINY, batch_size=64, warmup_steps=2, p_uncond=p_uncond)
+    model = LabelRecorder(TINY)
+    images, labels = torch.rand(256, 1, 8, 8) * 2 - 1, torch.randint(0, 3, (256,))
+    train(config, model=model, data=(images, labels), n_images=20 * 64, progress=False)
+    seen = torch.cat(model.seen)
+    assert seen.numel() == 20 * 64 and seen.min() >= 0 and seen.max() <= 3
+    # 1,280 labels: the share of null labels (3) has a standard deviation of 0.013 around p_uncond
+    assert abs((seen == 3).float().mean().item() - p_uncond) < 0.05
+    assert ((seen == 3).float().mean().item() > 0) == (p_uncond > 0)
 
 
 def test_train_stops_at_n_images_and_loss_falls():
@@ -168,6 +193,21 @@ def test_weighted_loss_is_the_weighted_mean_of_the_per_sample_errors():
     snr = schedule.snr[t]
     torch.testing.assert_close(loss, (per_sample * (snr.clamp(max=2.0) / snr).float()).mean())
     assert loss < plain  # every weight is <= 1 and t = 0 is damped
+
+
+def test_elbo_weight_is_proportional_to_ho_et_al_eq_12():
+    schedule = make_schedule("linear", 100)
+    t = torch.arange(1, 100)
+    b, a, ab = schedule.betas[t], schedule.alphas[t], schedule.alphas_cumprod[t]
+    ho = b**2 / (2 * schedule.posterior_variance[t] * a * (1 - ab))  # weight of the noise error in L_{t-1}
+    ours = loss_weights(schedule, t, "elbo", prediction="noise").double()
+    torch.testing.assert_close(ours / ours[0], ho / ho[0], rtol=1e-5, atol=0)
+    full = loss_weights(schedule, torch.arange(100), "elbo", prediction="noise")
+    assert full.mean().item() == pytest.approx(1.0, rel=1e-5) and full[0] == full[1]
+    # the same weighting expressed on x_0 and v errors: multiply back by what each error is worth in noise units
+    snr = schedule.snr[t].float()
+    torch.testing.assert_close(loss_weights(schedule, t, "elbo", prediction="x0") / snr, ours.float())
+    torch.testing.assert_close(loss_weights(schedule, t, "elbo", prediction="v") * (snr + 1) / snr, ours.float())
 
 
 def test_train_step_is_one_clipped_adamw_step_on_the_loss():

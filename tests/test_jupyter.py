@@ -1,4 +1,4 @@
-"""What a saved notebook keeps from course_utils' figures, progress bars, sliders and animations.
+"""Jupyter (course_utils/jupyter.py): what saved notebooks keep of figures, bars, sliders, animations; slider previews.
 
 One small notebook runs in a real Jupyter kernel (nbclient, as CI and the lead's full runs do) and its saved
 outputs are read back: figures are 2x PNGs shown at their CSS size, a finished progress bar is saved as its
@@ -8,10 +8,17 @@ plain PNG. About 10 s (kernel start and imports).
 import base64
 import io
 
-import nbformat
-import pytest
-from nbclient import NotebookClient
-from PIL import Image
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import nbformat  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from nbclient import NotebookClient  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from course_utils import show_images  # noqa: E402
 
 CELLS = {
     "setup": """
@@ -100,3 +107,26 @@ def test_course_utils_makes_its_progress_bars_with_course_utils_jupyter():
     package = Path(__file__).resolve().parent.parent / "course_utils"
     offenders = [p.name for p in package.glob("*.py") if p.name != "jupyter.py" and "tqdm.auto" in p.read_text()]
     assert not offenders, f"import tqdm from .jupyter in {offenders}"
+
+
+def test_preview_png_stacks_one_figure_per_setting_and_cleans_up():
+    from course_utils.jupyter import preview_png
+
+    calls = []
+
+    def draw(scale=1.0):
+        calls.append(scale)
+        show_images(torch.full((3, 1, 8, 8), scale), nrow=3, title=f"scale {scale}")
+        print("printed while drawing")            # a preview prints nothing into the notebook
+        plt.show()
+
+    show = plt.show
+    open_before = plt.get_fignums()
+    png, width = preview_png(draw, [{"scale": -1.0}, {"scale": 1.0}])
+    picture = Image.open(io.BytesIO(png))
+    assert calls == [-1.0, 1.0] and plt.show is show and plt.get_fignums() == open_before
+    one, _ = preview_png(draw, [{"scale": 1.0}])
+    assert picture.height > 2 * Image.open(io.BytesIO(one)).height - 40    # two figures, one above the other
+    assert abs(picture.width - 2 * width) <= 1
+    with pytest.raises(ValueError, match="no figure"):
+        preview_png(lambda scale: None, [{"scale": 1.0}])
