@@ -6,7 +6,7 @@ Notebook 10's ``fid-table`` (flow matching with Euler and Heun beside DDIM, FID 
 ``reflow-measure`` (few-step FID before and after reflow), and notebook 11's ``solver-table`` (DDPM, DDIM,
 Heun, DPM-Solver++(2M) on one model) are measured inside the notebooks, where a learner sees them made; this
 script copies their committed outputs, unchanged, into markdown files here, so the benchmark tables and the
-notebooks cannot disagree (tests/test_docs.py checks that the files match the notebooks).
+notebooks cannot disagree (tests/test_benchmark_tables.py checks that the files match the notebooks).
 """
 import json
 from pathlib import Path
