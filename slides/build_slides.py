@@ -55,6 +55,10 @@ LOCAL_COPIES = {
         "lib/font-awesome/css/font-awesome.min.css",
 }
 WIDGET = "application/vnd.jupyter.widget-view+json"
+# Markdown links to course files, rewritten for a deck in build/slides/: a companion document opens its page of the
+# course site (build/site/, `make site`), another notebook its deck. A deck has no cell anchors; the site has.
+SITE_LINK = re.compile(r"\]\((?:\.\./)?((?:walkthroughs|answers|solutions)/[0-9A-Za-z_]+|START)\.(?:md|ipynb)(#[^)\s]*)?\)")
+DECK_LINK = re.compile(r"\]\((?:\.\./notebooks/)?([0-9]{2}_[0-9A-Za-z_]+)\.ipynb(?:#[^)\s]*)?\)")
 
 
 def vendor(lib: Path) -> Path:
@@ -113,11 +117,14 @@ def outline(nb) -> list[list[list[str]]]:
 
 def for_slides(nb):
     """The notebook as the deck shows it (a copy): no widgets (a deck has no kernel to move them: their saved
-    state and views are dropped, progress bars included), and ``fold_code`` set on the code cells longer than
-    FOLD_CODE_LINES that draw a figure or an animation."""
+    state and views are dropped, progress bars included), links to course files rewritten for build/slides/
+    (SITE_LINK, DECK_LINK), and ``fold_code`` set on the code cells longer than FOLD_CODE_LINES that draw a figure
+    or an animation."""
     nb = copy.deepcopy(nb)
     nb.metadata.pop("widgets", None)
     for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            cell.source = DECK_LINK.sub(r"](\1.slides.html)", SITE_LINK.sub(r"](../site/\1.html\2)", cell.source))
         if cell.cell_type != "code":
             continue
         cell.outputs = [o for o in cell.outputs if WIDGET not in o.get("data", {})]

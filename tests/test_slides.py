@@ -121,6 +121,20 @@ def test_deck_builds_as_planned_and_loads_nothing_remote(decks, path):
     assert f'href="{decks[path.stem].name}"' in (decks[path.stem].parent / "index.html").read_text()
 
 
+def test_links_to_course_files_point_to_the_site_and_the_decks():
+    """A deck lives in build/slides/: companions open on the course site (build/site/), notebooks as decks."""
+    nb = build_slides.for_slides(nbformat.from_dict({
+        "nbformat": 4, "nbformat_minor": 5, "metadata": {},
+        "cells": [nbformat.v4.new_markdown_cell(
+            "[w](../walkthroughs/05_ddpm_training.md) [a](../answers/05_ddpm_training.md#q3) "
+            "[s](../solutions/05_ddpm_training.ipynb) [map](../START.md) [nb](06_reverse_sampling.ipynb#intro) "
+            "[nb2](../notebooks/04_signal_to_noise.ipynb) [web](https://arxiv.org/abs/2006.11239)")]}))
+    assert nb.cells[0].source == (
+        "[w](../site/walkthroughs/05_ddpm_training.html) [a](../site/answers/05_ddpm_training.html#q3) "
+        "[s](../site/solutions/05_ddpm_training.html) [map](../site/START.html) [nb](06_reverse_sampling.slides.html) "
+        "[nb2](04_signal_to_noise.slides.html) [web](https://arxiv.org/abs/2006.11239)")
+
+
 # Shows every slide with all its fragments and reports what a person would see on it.
 VISIT = """() => {
   const slides = [];
