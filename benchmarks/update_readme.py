@@ -21,7 +21,7 @@ SECTIONS = {
     "samplers_cpu.md": "samplers.py --checkpoint runs/ddpm_fashion.pt",
     "peer_3min_cpu.md": "peer.py --minutes 3",
     "peer_12min_cpu.md": "peer.py --minutes 12 --ours-checkpoint runs/bench_quality_12min.pt",
-    "design_space.md": "design_space.py --runs zsnr-off zsnr-on v-min_snr noise-uniform x0-uniform noise-elbo",
+    "design_space.md": "design_space.py (all runs: zsnr-off zsnr-on v-min_snr noise-uniform x0-uniform noise-elbo noise-min_snr v-uniform)",
     "notebook10_flow_vs_ddim.md": "notebook_tables.py, after notebook 10's full run",
     "notebook11_solvers.md": "notebook_tables.py, after notebook 11's full run",
 }
