@@ -128,7 +128,8 @@ def main():
                 f"{args.n_samples} DDIM samples (eta 0, {args.steps} network evaluations) scored against the first "
                 f"{cu.N_REFERENCE} test images (course_utils.sample_quality).")
     notes = [f"Real-vs-real floor for N={args.n_samples}: {ref['floor']:.2f}; pure noise: {ref['ceiling']:.1f}.",
-             f"Ours: default_config() ({config.schedule} schedule, noise prediction, bfloat16 autocast on CPU)"
+             f"Ours: default_config() ({config.schedule} schedule, {config.model.prediction}-prediction, "
+             f"{config.loss_weighting} loss weighting, {str(cu.compute_dtype(device)).replace('torch.', '')})"
              + (f", the run saved by train_quality.py --save ({args.ours_checkpoint})" if args.ours_checkpoint else "")
              + ". Peer: its defaults (sigmoid schedule, v-prediction, float32), "
              "Unet(dim=32), Adam 1e-4, EMA 0.995 every 10 steps (its Trainer's defaults: the EMA starts after "
