@@ -59,6 +59,13 @@ def assert_document_quotes(document, expected, source):
     )
 
 
+
+def _table(notebook, cell_id, row, nfe, column):
+    """Where a sampler table prints one value: the row that starts with ``row`` and ``nfe`` (an int, or a regex for a
+    count the text does not fix), then ``column`` (0 = the first value after the NFE)."""
+    return notebook, cell_id, rf"^{re.escape(row)}\s+{nfe}" + r"\s+\S+" * column + r"\s+(\S+)"
+
+
 NB06 = "notebooks/06_reverse_sampling.ipynb"
 _SEED_STATS = {  # notebook 06, section 8: the T=150 unscaled linear schedule sampled from N(0, I), and real test images
     "noise_mean": (NB06, "seed-stats", r"^seed schedule, from N\(0, I\)\s+mean (\S+)"),
@@ -83,11 +90,11 @@ _QUALITY = {  # notebook 06, section 3: notebook 05's model scored by cu.sample_
 
 NB07 = "notebooks/07_fast_sampling.ipynb"
 _SAMPLERS = {  # notebook 07, section 3: FID of 200 samples per sampler (DDIM eta = 0 and 1, DDPM with all T steps)
-    "ddim_10": (NB07, "quality-table", r"^DDIM\s+10\s+(\S+)"),
-    "eta1_10": (NB07, "quality-table", r"^DDIM eta=1 \(DDPM-like\)\s+10\s+(\S+)"),
-    "ddim_100": (NB07, "quality-table", r"^DDIM\s+100\s+(\S+)"),
-    "eta1_100": (NB07, "quality-table", r"^DDIM eta=1 \(DDPM-like\)\s+100\s+(\S+)"),
-    "ddpm": (NB07, "quality-table", r"^DDPM \(Alg\. 2\)\s+\d+\s+(\S+)"),
+    "ddim_10": _table(NB07, "quality-table", "DDIM", 10, 0),
+    "eta1_10": _table(NB07, "quality-table", "DDIM eta=1 (DDPM-like)", 10, 0),
+    "ddim_100": _table(NB07, "quality-table", "DDIM", 100, 0),
+    "eta1_100": _table(NB07, "quality-table", "DDIM eta=1 (DDPM-like)", 100, 0),
+    "ddpm": _table(NB07, "quality-table", "DDPM (Alg. 2)", r"\d+", 0),
     "ddpm_steps": (NB07, "quality-table", r"^DDPM \(Alg\. 2\)\s+(\d+)"),
 }
 _INVERSION = {  # notebook 07, section 4: DDIM round trip x_0 -> x_T -> x_0
@@ -97,11 +104,11 @@ _INVERSION = {  # notebook 07, section 4: DDIM round trip x_0 -> x_T -> x_0
 
 NB08 = "notebooks/08_score_view.ipynb"
 _PC_IMAGE = {  # notebook 08, section 5: FID of 100 samples, DDPM (predictor only) and PC with 1 Langevin corrector
-    "ddpm": (NB08, "pc-image", r"^DDPM \(predictor only\)\s+\d+\s+(\S+)"),
+    "ddpm": _table(NB08, "pc-image", "DDPM (predictor only)", r"\d+", 0),
     "ddpm_nfe": (NB08, "pc-image", r"^DDPM \(predictor only\)\s+(\d+)"),
-    "pc": (NB08, "pc-image", r"^PC, 1 Langevin corrector\s+\d+\s+(\S+)"),
+    "pc": _table(NB08, "pc-image", "PC, 1 Langevin corrector", r"\d+", 0),
     "pc_nfe": (NB08, "pc-image", r"^PC, 1 Langevin corrector\s+(\d+)"),
-    "floor": (NB08, "pc-image", r"^DDPM \(predictor only\)\s+\d+\s+\S+\s+(\S+)"),
+    "floor": _table(NB08, "pc-image", "DDPM (predictor only)", r"\d+", 1),
 }
 
 NB09 = "notebooks/09_classifier_free_guidance.ipynb"
@@ -112,12 +119,12 @@ _SWEEP = {  # notebook 09, section 4: FID of 250 class-balanced samples per guid
 
 NB10 = "notebooks/10_flow_matching.ipynb"
 _FLOW_FID = {  # notebook 10, section 5: FID/floor of 500 samples per sampler and NFE budget
-    "e4": (NB10, "fid-table", r"^flow, Euler\s+4\s+\S+\s+(\S+)"),
-    "d4": (NB10, "fid-table", r"^diffusion, DDIM\s+4\s+\S+\s+(\S+)"),
-    "e8": (NB10, "fid-table", r"^flow, Euler\s+8\s+\S+\s+(\S+)"),
-    "d8": (NB10, "fid-table", r"^diffusion, DDIM\s+8\s+\S+\s+(\S+)"),
-    "e32": (NB10, "fid-table", r"^flow, Euler\s+32\s+\S+\s+(\S+)"),
-    "h32": (NB10, "fid-table", r"^flow, Heun\s+32\s+\S+\s+(\S+)"),
+    "e4": _table(NB10, "fid-table", "flow, Euler", 4, 1),
+    "d4": _table(NB10, "fid-table", "diffusion, DDIM", 4, 1),
+    "e8": _table(NB10, "fid-table", "flow, Euler", 8, 1),
+    "d8": _table(NB10, "fid-table", "diffusion, DDIM", 8, 1),
+    "e32": _table(NB10, "fid-table", "flow, Euler", 32, 1),
+    "h32": _table(NB10, "fid-table", "flow, Heun", 32, 1),
 }
 _LOGIT_NORMAL = {  # notebook 10, section 6: log-SNR of 200,000 logit-normal(0, 1) times
     "m": (NB10, "snr-plot", r"times: mean (\S+),"),
@@ -155,11 +162,11 @@ _ZSNR = {  # notebook 11, section 3: the brightness leak and what the two traine
     "fid_on": (NB11, "zsnr-recorded", r"^zsnr-on:.*FID/floor (\S+);"),
 }
 _SOLVERS = {  # notebook 11, section 4: FID/floor of 500 samples per solver and NFE budget
-    "dpm10": (NB11, "solver-table", r"^DPM-Solver\+\+\(2M\) \(Karras\)\s+10\s+\S+\s+(\S+)"),
-    "ddim25": (NB11, "solver-table", r"^DDIM\s+25\s+\S+\s+(\S+)"),
-    "heun5": (NB11, "solver-table", r"^Heun \(Karras\)\s+5\s+\S+\s+(\S+)"),
-    "ddpm50": (NB11, "solver-table", r"^DDPM \(eta = 1\)\s+50\s+\S+\s+(\S+)"),
-    "ddim50": (NB11, "solver-table", r"^DDIM\s+50\s+\S+\s+(\S+)"),
+    "dpm10": _table(NB11, "solver-table", "DPM-Solver++(2M) (Karras)", 10, 1),
+    "ddim25": _table(NB11, "solver-table", "DDIM", 25, 1),
+    "heun5": _table(NB11, "solver-table", "Heun (Karras)", 5, 1),
+    "ddpm50": _table(NB11, "solver-table", "DDPM (eta = 1)", 50, 1),
+    "ddim50": _table(NB11, "solver-table", "DDIM", 50, 1),
 }
 
 QUOTES = [
