@@ -14,7 +14,6 @@ import os
 import shutil
 from pathlib import Path
 
-import torch
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
