@@ -145,12 +145,13 @@ def timed_sample(model, config, n, sampler, steps, device, balanced=False):
     return samples, time.perf_counter() - start
 
 
-def train_for(config, minutes, device, save=None):
-    """Train ``config`` for ``minutes`` of training time (a fresh run; kept at ``save`` if given); returns
-    (EMA model, steps, images/s)."""
+def train_for(config, minutes, device, save=None, n_images=None):
+    """Train ``config`` for ``minutes`` of training time, or for ``n_images`` training images when ``minutes`` is
+    None (a fresh run; kept at ``save`` if given); returns (EMA model, steps, images/s)."""
     if save is not None:
         Path(save).unlink(missing_ok=True)  # train() would resume from an old file
-    result = cu.train(config, time_budget_s=60 * minutes, device=device, progress=False, checkpoint_path=save)
+    budget = {"n_images": n_images} if minutes is None else {"time_budget_s": 60 * minutes}
+    result = cu.train(config, device=device, progress=False, checkpoint_path=save, **budget)
     images_per_s = result.images_seen / result.history["train_seconds"]
     return result.ema_model, result.step, images_per_s
 

@@ -1,6 +1,7 @@
 """Side by side with a peer library, denoising-diffusion-pytorch: same data, resolution, T, budget, NFE and metric.
 
     flock /tmp/cpu.lock .venv/bin/python benchmarks/peer.py --minutes 3
+    flock /tmp/cpu.lock .venv/bin/python benchmarks/peer.py --images 25000    # the same images instead of time
 
 Install the peer without letting pip replace the project's torch (it is NOT in requirements.txt):
 
@@ -8,9 +9,9 @@ Install the peer without letting pip replace the project's torch (it is NOT in r
     .venv/bin/pip install -c /tmp/constraints.txt einops ema-pytorch accelerate
     .venv/bin/pip install --no-deps denoising-diffusion-pytorch
 
-Both models train for ``--minutes`` of training-step time on the 60,000 Fashion-MNIST training images
-at 16x16 (no labels: ours is the course default, default_config()), with T = the
-course's default T and batch 128, then draw ``--n-samples`` samples with DDIM (eta = 0) in ``--steps``
+Both models train for ``--minutes`` of training-step time (or on ``--images`` training images each) on the
+60,000 Fashion-MNIST training images at 16x16 (no labels: ours is the course default, default_config()), with the T and the
+batch size of the course default, then draw ``--n-samples`` samples with DDIM (eta = 0) in ``--steps``
 network evaluations, scored by course_utils.sample_quality. The peer keeps its own defaults otherwise:
 Unet(dim=32, dim_mults=(1, 2, 4, 8)) (dim matches our base width; the library has no default dim),
 GaussianDiffusion (sigmoid schedule, v-prediction), float32, and its Trainer's optimiser settings:
@@ -31,9 +32,9 @@ from bench_utils import timed_sample, train_for
 INSTALL = __doc__.split("(it is NOT in requirements.txt):")[1].split("Both models")[0]
 
 
-def train_peer(images, T, steps, minutes, batch_size, device, seed=0):
-    """The peer's Unet + GaussianDiffusion trained as its Trainer would; returns (EMA model, online model,
-    parameters, steps, images/s)."""
+def train_peer(images, T, steps, minutes, batch_size, device, seed=0, n_images=None):
+    """The peer's Unet + GaussianDiffusion trained as its Trainer would, for ``minutes`` of step time or, when
+    ``minutes`` is None, ``n_images`` training images; returns (EMA model, online model, parameters, steps, images/s)."""
     from denoising_diffusion_pytorch import GaussianDiffusion, Unet
     from ema_pytorch import EMA
 
@@ -45,7 +46,7 @@ def train_peer(images, T, steps, minutes, batch_size, device, seed=0):
     data = (images + 1) / 2  # the peer normalises [0, 1] -> [-1, 1] itself (auto_normalize=True)
     generator = torch.Generator().manual_seed(seed)
     step, seconds = 0, 0.0
-    while seconds < 60 * minutes:
+    while (seconds < 60 * minutes) if minutes is not None else (step * batch_size < n_images):
         start = time.perf_counter()
         x = data[torch.randint(0, len(data), (batch_size,), generator=generator)].to(device)
         loss = diffusion(x)
@@ -82,12 +83,18 @@ def sample_peer(diffusion, n, device, batch_size=500):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--minutes", type=float, default=3.0, help="training time budget per model (default 3)")
+    limit = parser.add_mutually_exclusive_group()
+    limit.add_argument("--minutes", type=float, default=None, help="training time budget per model (default 3)")
+    limit.add_argument("--images", type=int, default=None, help="train each model on this many images instead")
     parser.add_argument("--n-samples", type=int, default=500)
     parser.add_argument("--steps", type=int, default=25, help="DDIM steps = network evaluations (default 25)")
     parser.add_argument("--ours-checkpoint", default=None,
                         help="score our model from this run (train_quality.py --save, same --minutes) instead of training it again")
     args = parser.parse_args()
+    if args.images is None and args.minutes is None:
+        args.minutes = 3.0
+    if args.ours_checkpoint and args.images:
+        parser.error("--ours-checkpoint goes with --minutes (a train_quality.py run), not with --images")
     try:
         import denoising_diffusion_pytorch  # noqa: F401
     except ImportError:
@@ -99,11 +106,11 @@ def main():
     if args.ours_checkpoint:
         model, steps_ours, ips_ours = load_run(args.ours_checkpoint, config, args.minutes, device)
     else:
-        model, steps_ours, ips_ours = train_for(config, args.minutes, device)
+        model, steps_ours, ips_ours = train_for(config, args.minutes, device, n_images=args.images)
     samples_ours, sample_s_ours = timed_sample(model, config, args.n_samples, "ddim", args.steps, device)
     images = cu.fashion_mnist(train=True, image_size=config.image_size).tensors[0]
     peer_ema, peer_online, params_peer, steps_peer, ips_peer = train_peer(images, config.T, args.steps, args.minutes,
-                                                                         config.batch_size, device)
+                                                                         config.batch_size, device, n_images=args.images)
     peer_rows, peer_seconds = [], []
     for name, peer in (("denoising-diffusion-pytorch (EMA)", peer_ema),
                        ("denoising-diffusion-pytorch (online)", peer_online)):
@@ -124,7 +131,8 @@ def main():
              "FID": f"{float(ours['FID']) / float(theirs['FID']):.2f}", "confident": "", "class entropy": "",
              "min class": ""}
     ref = reference_numbers(args.n_samples)
-    protocol = (f"{args.minutes:g} min of training-step time each, batch {config.batch_size}, T={config.T}, 16x16, "
+    budget = f"{args.minutes:g} min of training-step time" if args.images is None else f"{args.images:,} training images"
+    protocol = (f"{budget} each, batch {config.batch_size}, T={config.T}, 16x16, "
                 f"{args.n_samples} DDIM samples (eta 0, {args.steps} network evaluations) scored against the first "
                 f"{cu.N_REFERENCE} test images (course_utils.sample_quality).")
     notes = [f"Real-vs-real floor for N={args.n_samples}: {ref['floor']:.2f}; pure noise: {ref['ceiling']:.1f}.",
@@ -135,8 +143,10 @@ def main():
              "Unet(dim=32), Adam 1e-4, EMA 0.995 every 10 steps (its Trainer's defaults: the EMA starts after "
              "step 100, so after a short budget it holds few updates; the online weights are scored too, and the "
              "ratio row uses the peer's better row)."]
-    write_results(f"peer_{args.minutes:g}min_{device.type}", f"Ours against denoising-diffusion-pytorch, "
-                  f"{args.minutes:g} minutes", protocol, [ours, *peer_rows, ratio], notes)
+    name, title = ((f"peer_{args.minutes:g}min", f"{args.minutes:g} minutes") if args.images is None
+                   else (f"peer_{args.images // 1000}k_images", f"{args.images:,} training images each"))
+    write_results(f"{name}_{device.type}", f"Ours against denoising-diffusion-pytorch, {title}", protocol,
+                  [ours, *peer_rows, ratio], notes)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,70 @@
+"""How much FID at N = 500 moves with the sampling seed alone, for a few samplers of one checkpoint.
+
+    flock /tmp/cpu.lock .venv/bin/python benchmarks/fid_spread.py                       # the committed checkpoint
+    flock /tmp/cpu.lock .venv/bin/python benchmarks/fid_spread.py --checkpoint runs/bench_images_default.pt
+
+Every table of this project scores 500 samples drawn from one seed. This script draws them from ``--seeds``
+seeds with each sampler and prints FID / floor per seed, the mean and the spread (max - min), so that a
+difference between two runs can be read against the difference between two seeds of the same run.
+Samplers, all at 25 network evaluations unless named otherwise: DDIM (eta = 0) on its evenly spaced steps,
+which end at step 0; DPM-Solver++(2M) on the same "linspace" steps; DPM-Solver++(2M) on "trailing" steps
+(Lin et al. 2023), which start at T - 1 and end at step T / 25 - 1, where the last call's x_0 prediction is
+the sample; DDIM with 50 steps. Written to benchmarks/results/fid_spread_<device>.md.
+"""
+import argparse
+
+import torch
+
+import course_utils as cu
+from bench_utils import reference_numbers, write_results
+from course_utils.checkpoints import load_checkpoint
+from course_utils.pretrained import find_checkpoint, load_pretrained
+from course_utils.settings import repo_relative
+from course_utils.samplers import ddim_sample_loop
+from course_utils.solvers import dpm_solver_2m_sample
+from course_utils.training import DiffusionConfig
+
+
+def samplers(model, schedule):
+    """name -> fn(shape, generator) -> samples."""
+    return {
+        "DDIM-25": lambda shape, g: ddim_sample_loop(model, schedule, shape, 25, generator=g, progress=False),
+        "DPM-Solver++(2M)-25, linspace": lambda shape, g: dpm_solver_2m_sample(
+            model, schedule, shape, 25, spacing="linspace", generator=g, progress=False),
+        "DPM-Solver++(2M)-25, trailing": lambda shape, g: dpm_solver_2m_sample(
+            model, schedule, shape, 25, spacing="trailing", generator=g, progress=False),
+        "DDIM-50": lambda shape, g: ddim_sample_loop(model, schedule, shape, 50, generator=g, progress=False),
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", default=None, help="a course checkpoint (default: what load_pretrained finds)")
+    parser.add_argument("--seeds", type=int, default=5, help="sampling seeds 0 .. seeds-1 (default 5)")
+    parser.add_argument("--n-samples", type=int, default=500)
+    args = parser.parse_args()
+
+    device = cu.get_device()
+    if args.checkpoint:
+        expected = DiffusionConfig.from_dict(load_checkpoint(args.checkpoint)["config"])
+        model, config, info = load_pretrained(expected, candidates=(args.checkpoint,), device=device)
+    else:
+        model, config, info = load_pretrained(device=device)
+    path = args.checkpoint or repo_relative(find_checkpoint()[0])
+    floor = reference_numbers(args.n_samples)["floor"]
+    shape = (args.n_samples, 1, config.image_size, config.image_size)
+    rows = []
+    for name, sample in samplers(model, config.make_schedule()).items():
+        ratios = [cu.sample_quality(sample(shape, torch.Generator().manual_seed(seed)).cpu())["fid"] / floor
+                  for seed in range(args.seeds)]
+        rows.append({"sampler": name, **{f"seed {s}": f"{r:.2f}" for s, r in enumerate(ratios)},
+                     "mean": f"{sum(ratios) / len(ratios):.2f}", "max - min": f"{max(ratios) - min(ratios):.2f}"})
+        print(rows[-1], flush=True)
+    protocol = (f"checkpoint {path}, {info['step']} steps ({info['step'] * config.batch_size:,} training images), "
+                f"T={config.T}; {args.n_samples} samples per sampler and seed, FID / floor (floor {floor:.2f}) against "
+                f"the first {cu.N_REFERENCE} test images.")
+    write_results(f"fid_spread_{device.type}", "FID / floor across sampling seeds", protocol, rows)
+
+
+if __name__ == "__main__":
+    main()
