@@ -13,8 +13,12 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import course_utils as cu
+from course_utils.checkpoints import load_checkpoint
 from course_utils.flow import flow_sample
+from course_utils.pretrained import find_checkpoint, load_pretrained
 from course_utils.samplers import ddim_sample_loop, p_sample_loop
+from course_utils.settings import repo_relative
+from course_utils.training import DiffusionConfig
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -112,6 +116,15 @@ def write_results(name, title, protocol, rows, notes=()):
     (RESULTS / f"{name}.md").write_text(text)
     print("\n" + text + f"(written to {RESULTS / (name + '.md')})")
     return text
+
+
+def load_model(checkpoint, device):
+    """(EMA model, config, checkpoint dict without weights, path) of ``checkpoint`` with the config it was trained
+    with, or, when ``checkpoint`` is None, of the checkpoint ``load_pretrained`` finds (as notebook 06 does)."""
+    if checkpoint:
+        expected = DiffusionConfig.from_dict(load_checkpoint(checkpoint)["config"])
+        return (*load_pretrained(expected, candidates=(checkpoint,), device=device), checkpoint)
+    return (*load_pretrained(device=device), repo_relative(find_checkpoint()[0]))
 
 
 def sample(model, config, n, sampler, steps, device, seed=0, batch_size=500, balanced=False):

@@ -16,13 +16,9 @@ import argparse
 import torch
 
 import course_utils as cu
-from bench_utils import reference_numbers, write_results
-from course_utils.checkpoints import load_checkpoint
-from course_utils.pretrained import find_checkpoint, load_pretrained
-from course_utils.settings import repo_relative
+from bench_utils import load_model, reference_numbers, write_results
 from course_utils.samplers import ddim_sample_loop
 from course_utils.solvers import dpm_solver_2m_sample
-from course_utils.training import DiffusionConfig
 
 
 def samplers(model, schedule):
@@ -45,12 +41,7 @@ def main():
     args = parser.parse_args()
 
     device = cu.get_device()
-    if args.checkpoint:
-        expected = DiffusionConfig.from_dict(load_checkpoint(args.checkpoint)["config"])
-        model, config, info = load_pretrained(expected, candidates=(args.checkpoint,), device=device)
-    else:
-        model, config, info = load_pretrained(device=device)
-    path = args.checkpoint or repo_relative(find_checkpoint()[0])
+    model, config, info, path = load_model(args.checkpoint, device)
     floor = reference_numbers(args.n_samples)["floor"]
     shape = (args.n_samples, 1, config.image_size, config.image_size)
     rows = []

@@ -13,11 +13,7 @@ The table is also written to benchmarks/results/samplers_<device>.md.
 import argparse
 
 import course_utils as cu
-from bench_utils import quality_columns, reference_numbers, write_results
-from course_utils.checkpoints import load_checkpoint
-from course_utils.pretrained import load_pretrained
-from course_utils.training import DiffusionConfig
-from bench_utils import timed_sample
+from bench_utils import load_model, quality_columns, reference_numbers, timed_sample, write_results
 
 
 def main():
@@ -31,11 +27,7 @@ def main():
     args = parser.parse_args()
 
     device = cu.get_device()
-    if args.checkpoint:
-        expected = DiffusionConfig.from_dict(load_checkpoint(args.checkpoint)["config"])
-        model, config, info = load_pretrained(expected, candidates=(args.checkpoint,), device=device)
-    else:
-        model, config, info = load_pretrained(device=device)
+    model, config, info, _ = load_model(args.checkpoint, device)
     runs = [("ddim", n) for n in args.ddim_steps] + ([] if args.no_ddpm else [("ddpm", config.T)])
     label_modes = {"null": [False], "balanced": [True], "both": [False, True]}[args.labels]
     if config.model.num_classes is None:
