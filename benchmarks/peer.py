@@ -131,7 +131,11 @@ def main():
              "FID": f"{float(ours['FID']) / float(theirs['FID']):.2f}", "confident": "", "class entropy": "",
              "min class": ""}
     ref = reference_numbers(args.n_samples)
-    budget = f"{args.minutes:g} min of training-step time" if args.images is None else f"{args.images:,} training images"
+    if args.images is None:
+        budget, name, title = f"{args.minutes:g} min of training-step time", f"peer_{args.minutes:g}min", f"{args.minutes:g} minutes"
+    else:
+        budget, name, title = (f"{args.images:,} training images", f"peer_{args.images // 1000}k_images",
+                               f"{args.images:,} training images each")
     protocol = (f"{budget} each, batch {config.batch_size}, T={config.T}, 16x16, "
                 f"{args.n_samples} DDIM samples (eta 0, {args.steps} network evaluations) scored against the first "
                 f"{cu.N_REFERENCE} test images (course_utils.sample_quality).")
@@ -143,8 +147,6 @@ def main():
              "Unet(dim=32), Adam 1e-4, EMA 0.995 every 10 steps (its Trainer's defaults: the EMA starts after "
              "step 100, so after a short budget it holds few updates; the online weights are scored too, and the "
              "ratio row uses the peer's better row)."]
-    name, title = ((f"peer_{args.minutes:g}min", f"{args.minutes:g} minutes") if args.images is None
-                   else (f"peer_{args.images // 1000}k_images", f"{args.images:,} training images each"))
     write_results(f"{name}_{device.type}", f"Ours against denoising-diffusion-pytorch, {title}", protocol,
                   [ours, *peer_rows, ratio], notes)
 

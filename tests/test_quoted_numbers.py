@@ -59,7 +59,6 @@ def assert_document_quotes(document, expected, source):
     )
 
 
-
 def _table(notebook, cell_id, row, nfe, column):
     """Where a sampler table prints one value: the row that starts with ``row`` and ``nfe`` (an int, or a regex for a
     count the text does not fix), then ``column`` (0 = the first value after the NFE)."""
