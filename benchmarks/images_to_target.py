@@ -8,6 +8,9 @@ number of training images in ``--images`` scores the EMA weights with the course
 from the course's default sampler (``--sampler ddpm``: all T ancestral steps, as notebooks 05 and 06 sample;
 ``--sampler ddim``: DDIM with ``--steps`` steps, eta = 0), FID on the classifier's features against the 2,000
 reference test images (``course_utils.sample_quality``). Target: FID at most 2x the real-vs-real floor, every class at least 5%.
+With ``--x0-at K [K ...]`` (ddpm only) it also scores, from the same trajectories, the network's prediction of
+x_0 at step K (what a sampler that stops at step K and returns that prediction would give): it shows how much
+the last K steps add to, or take from, the samples.
 Prints a table, writes it to benchmarks/results/images_to_target_<tag>.md, the curve to a .json beside it
 and a plot (FID against images, the target line) to a .png.
 """
@@ -26,6 +29,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import course_utils as cu  # noqa: E402
 from bench_utils import RESULTS, cpu_capability, reference_numbers, write_results  # noqa: E402
 from bench_utils import sample  # noqa: E402
+from course_utils.samplers import p_sample_loop  # noqa: E402
 
 TARGET_RATIO, MIN_CLASS = 2.0, 0.05
 
@@ -69,6 +73,8 @@ def main():
     parser.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddpm",
                         help="ddpm (all T ancestral steps, the course's default sampler) or ddim")
     parser.add_argument("--steps", type=int, default=50, help="DDIM steps, with --sampler ddim (default 50)")
+    parser.add_argument("--x0-at", type=int, nargs="+", default=[], metavar="K",
+                        help="with --sampler ddpm: also score the x_0 prediction at these steps of the same trajectories")
     parser.add_argument("--save", default=None, help="keep the trained run as this resumable checkpoint")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = parser.parse_args()
@@ -76,6 +82,8 @@ def main():
         torch.set_num_threads(args.threads)
     if any(n % 25_000 for n in args.images):
         parser.error("--images must be multiples of 25,000 (the scoring callback runs every 25,000 images)")
+    if args.x0_at and args.sampler != "ddpm":
+        parser.error("--x0-at reads the ancestral (ddpm) trajectory; it cannot be used with --sampler ddim")
 
     device = cu.get_device()
     config = config_from_args(args.set)
@@ -89,7 +97,10 @@ def main():
         if not any(seen - config.batch_size < p <= seen for p in points):
             return  # score at the first step that reaches each point
         start = time.perf_counter()
-        samples = sample(result.ema_model, config, args.n_samples, args.sampler, args.steps, device)
+        if args.x0_at:
+            samples, x0_at = ddpm_with_x0(result.ema_model, config, args.n_samples, args.x0_at)
+        else:
+            samples, x0_at = sample(result.ema_model, config, args.n_samples, args.sampler, args.steps, device), {}
         q = cu.sample_quality(samples)
         hist = result.history
         rows.append({"images": f"{seen:,}", "steps": step, "train time": f"{hist['train_seconds'] / 60:.1f} min",
@@ -97,8 +108,10 @@ def main():
                      "FID / floor": f"{q['fid'] / floor:.2f}", "min class": f"{q['min_class_share']:.3f}",
                      "target met": "yes" if q["fid"] <= TARGET_RATIO * floor and q["min_class_share"] >= MIN_CLASS
                      else "no"})
+        x0_ratios = {k: cu.sample_quality(x0)["fid"] / floor for k, x0 in x0_at.items()}
+        rows[-1].update({f"x_0 at step {k}": f"{r:.2f}" for k, r in x0_ratios.items()})
         curve.append({"images": seen, "fid": q["fid"], "ratio": q["fid"] / floor, "min_class": q["min_class_share"],
-                      "train_seconds": hist["train_seconds"]})
+                      "train_seconds": hist["train_seconds"], "x0_at": x0_ratios})
         print(" | ".join(f"{k} {v}" for k, v in rows[-1].items()), f"(scored in {time.perf_counter() - start:.0f} s)",
               flush=True)
 
@@ -118,6 +131,17 @@ def main():
     (RESULTS / f"{name}.json").write_text(json.dumps(
         {"tag": args.tag, "changes": args.set, "precision": precision, "floor": floor, "curve": curve}, indent=1) + "\n")
     plot_curves([RESULTS / f"{name}.json"], RESULTS / f"{name}.png")
+
+
+def ddpm_with_x0(model, config, n, steps):
+    """(n samples of all T ancestral steps, {k: the x_0 prediction at step k of the same trajectories}); for n up to
+    500 (``bench_utils.sample``'s batch) drawn with the same seed and noise as ``sample(..., "ddpm", ...)``."""
+    if not all(0 <= k < config.T for k in steps):
+        raise ValueError(f"--x0-at steps must lie in 0..{config.T - 1}, got {steps}")
+    shape = (n, 1, config.image_size, config.image_size)
+    x, trajectory = p_sample_loop(model, config.make_schedule(), shape, generator=torch.Generator().manual_seed(0),
+                                  progress=False, return_trajectory_every=1)
+    return x.cpu(), {k: trajectory["x_0_pred"][trajectory["t"].index(k)] for k in steps}
 
 
 def plot_curves(paths, out, labels=None):

@@ -31,7 +31,7 @@ __all__ = ["DiffusionConfig", "default_config", "guidance_config", "LOSS_WEIGHTI
            "diffusion_loss", "train_step", "EMA", "TrainResult", "train", "TRAIN_IMAGES",
            "measure_training_speed"]
 
-LOSS_WEIGHTINGS = ("uniform", "min_snr", "elbo")
+LOSS_WEIGHTINGS = ("uniform", "min_snr", "snr", "elbo")
 LR_DECAYS = ("none", "cosine")
 TRAIN_IMAGES = 200_000  # training images of notebook 05's full run and the committed checkpoint (benchmarks/DEFAULTS.md)
 
@@ -52,7 +52,7 @@ class DiffusionConfig:
     lr_decay: str = "none"  # after warm-up: "none" (constant) or "cosine" (to 0 at the run's n_images)
     grad_clip: float = 1.0  # clip the gradient norm: rare large-t batches otherwise jolt the weights
     ema_decay: float = 0.999  # EMA of the weights, averaging over about 1 / (1 - decay) = 1000 steps
-    loss_weighting: str = "min_snr"  # "uniform" (L_simple) or "min_snr" (Hang et al. 2023)
+    loss_weighting: str = "min_snr"  # one of LOSS_WEIGHTINGS: "uniform", "min_snr" (Hang et al. 2023), "snr", "elbo"
     min_snr_gamma: float = 5.0  # the cap gamma of the Min-SNR weight
     time_sampling: str = "uniform"  # flow matching only: "uniform" or "logit_normal" training times (flow.py)
     p_uncond: float = 0.1  # label dropout for classifier-free guidance (needs model.num_classes; 0 = always labelled)
@@ -148,6 +148,8 @@ def loss_weights(schedule, t, weighting="uniform", gamma=5.0, prediction="noise"
     converted: the noise error of step t is SNR_t times its x_0 error and the v error (SNR_t + 1) times it.
     "min_snr": x_0 weight min(SNR_t, gamma) (Min-SNR-gamma, Hang et al. 2023), i.e. min(SNR_t, gamma) / SNR_t
     on the noise error and min(SNR_t, gamma) / (SNR_t + 1) on the v error.
+    "snr": x_0 weight SNR_t, L_simple's weighting whatever the network predicts (Ho et al. 2020, eq. 14: the noise
+    error unweighted), i.e. 1 on the noise error and SNR_t / (SNR_t + 1) = alpha_bar_t on the v error.
     "elbo": x_0 weight SNR_{t-1} - SNR_t (Kingma et al. 2021, eq. 13), i.e. SNR_{t-1} / SNR_t - 1 on the noise
     error, which is twice Ho et al.'s (2020) eq. 12 weight beta_t^2 / (2 sigma_t^2 alpha_t (1 - alpha_bar_t)) with
     sigma_t^2 = beta_tilde_t; step 0 (the decoder term) gets step 1's weight; scaled so the noise weights average 1.
@@ -159,6 +161,8 @@ def loss_weights(schedule, t, weighting="uniform", gamma=5.0, prediction="noise"
     snr = schedule.snr.double()
     if weighting == "min_snr":
         x0_weight = snr.clamp(max=gamma)
+    elif weighting == "snr":
+        x0_weight = snr
     elif weighting == "elbo":
         ratio = snr[:-1] / snr[1:] - 1  # noise weight of steps 1..T-1
         noise_weight = torch.cat([ratio[:1], ratio])

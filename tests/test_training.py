@@ -7,7 +7,7 @@ import torch
 from conftest import TINY_UNET
 from course_utils import (
     EMA, DiffusionConfig, UNet, autocast_for, default_config, guidance_config, load_checkpoint, loss_weights,
-    make_schedule, diffusion_loss, measure_training_speed, train, train_step,
+    make_schedule, diffusion_loss, measure_training_speed, predict_noise, q_sample, train, train_step,
 )
 
 
@@ -181,7 +181,7 @@ def test_min_snr_weights_follow_the_formula():
     assert w[-1] == 1.0 and w[0] < 0.01  # noisy steps keep weight 1, nearly clean steps are damped
     torch.testing.assert_close(loss_weights(schedule, t, "uniform"), torch.ones(50))
     with pytest.raises(ValueError, match="weighting must be one of"):
-        loss_weights(schedule, t, "snr")
+        loss_weights(schedule, t, "p2")
 
 
 def test_weighted_loss_is_the_weighted_mean_of_the_per_sample_errors():
@@ -235,7 +235,7 @@ def test_train_step_is_one_clipped_adamw_step_on_the_loss():
     ("T", 0, "T must be an int >= 2"), ("T", 2.5, "T must be an int >= 2"), ("batch_size", 0, "batch_size"),
     ("lr", -1.0, "lr must be > 0"), ("schedule", "quadratic", "schedule must be one of"),
     ("warmup_steps", -1, "warmup_steps"), ("grad_clip", 0.0, "grad_clip"), ("ema_decay", 1.0, "ema_decay"),
-    ("loss_weighting", "snr", "loss_weighting must be one of"), ("min_snr_gamma", 0.0, "min_snr_gamma"),
+    ("loss_weighting", "p2", "loss_weighting must be one of"), ("min_snr_gamma", 0.0, "min_snr_gamma"),
 ])
 def test_config_rejects_bad_values_naming_the_field(field, value, message):
     with pytest.raises(ValueError, match=message):
@@ -309,3 +309,23 @@ def test_cosine_decay_reaches_zero_at_the_end_of_a_run():
     assert result.step == 10 and len(seen) == 10
     with pytest.raises(ValueError, match="needs the run's length"):
         train(config, data=tiny_data(), time_budget_s=1.0, progress=False)
+
+
+def test_snr_weighting_is_l_simple_for_every_target():
+    """x_0 weight SNR: 1 on the noise error, SNR on the x_0 error, alpha_bar on the v error, so the "snr" v loss
+    is exactly the squared error of the noise prediction the v output implies (Ho et al. 2020, eq. 14)."""
+    schedule, t = make_schedule("cosine", 50), torch.arange(50)
+    torch.testing.assert_close(loss_weights(schedule, t, "snr", prediction="noise"), torch.ones(50))
+    torch.testing.assert_close(loss_weights(schedule, t, "snr", prediction="x0"), schedule.snr.float())
+    torch.testing.assert_close(loss_weights(schedule, t, "snr", prediction="v"), schedule.alphas_cumprod.float())
+    # Min-SNR-gamma with a cap above every SNR of the schedule is the same weighting
+    torch.testing.assert_close(loss_weights(schedule, t, "min_snr", gamma=1e9, prediction="v"),
+                               loss_weights(schedule, t, "snr", prediction="v"))
+
+    schedule, model = make_schedule("cosine", 20), UNet(TINY_V)
+    x_0, noise, t = torch.rand(3, 1, 8, 8) * 2 - 1, torch.randn(3, 1, 8, 8), torch.tensor([0, 7, 19])
+    loss, _, _ = diffusion_loss(model, schedule, x_0, t=t, noise=noise, weighting="snr")
+    x_t = q_sample(schedule, x_0, t, noise)
+    with autocast_for("cpu"):
+        noise_pred = predict_noise(model, x_t, t, schedule=schedule).float()
+    torch.testing.assert_close(loss, ((noise - noise_pred) ** 2).mean())
