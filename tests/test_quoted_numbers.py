@@ -168,6 +168,11 @@ _SOLVERS = {  # notebook 11, section 4: FID/floor of 500 samples per solver and 
     "ddim50": _table(NB11, "solver-table", "DDIM", 50, 1),
 }
 
+_SOL05_WEIGHTS = {  # solutions 05, exercise 2: noise error in the first t/T bucket after the two short runs
+    "l_simple": ("solutions/05_ddpm_training.ipynb", "exercise-2-train", r"^  L_simple weighting\s+(\S+)"),
+    "min_snr": ("solutions/05_ddpm_training.ipynb", "exercise-2-train", r"^  default \(Min-SNR-5\)\s+(\S+)"),
+}
+
 QUOTES = [
     ("walkthroughs/06_reverse_sampling.md", "mean pixel {noise_mean} against {real_mean} for real test images", _SEED_STATS),
     ("walkthroughs/06_reverse_sampling.md", "class entropy {noise_entropy} nats against {real_entropy} for real test images",
@@ -232,6 +237,7 @@ QUOTES = [
     ("walkthroughs/11_design_space.md", "({heun5}x at 5 calls)", _SOLVERS),
     ("answers/11_design_space.md", "({heun5}x the floor at 5 calls)", _SOLVERS),
     ("walkthroughs/11_design_space.md", "is the best row at 50 ({ddpm50}x against {ddim50}x for DDIM)", _SOLVERS),
+    ("solutions/05_ddpm_training.ipynb", "(noise error {l_simple} against {min_snr} in the first bucket)", _SOL05_WEIGHTS),
 ]
 
 
