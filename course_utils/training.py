@@ -6,8 +6,9 @@ x_t = q_sample(x_0, t, noise) and regress the noise:
 The course default changes two things, measured in benchmarks/DEFAULTS.md: the network predicts
 v = sqrt(alpha_bar_t) noise - sqrt(1 - alpha_bar_t) x_0 (Salimans & Ho 2022), and the loss is weighted with
 Min-SNR-gamma (Hang et al. 2023), w_t = min(SNR_t, gamma) / (SNR_t + 1) on the v error, which is the weight
-min(SNR_t, gamma) / SNR_t on the noise error: the nearly clean steps, whose noise is hard to see and matters
-little for the samples, no longer take most of the gradient.
+min(SNR_t, gamma) / SNR_t on the noise error: the nearly clean steps, whose noise is hard to see, no longer take
+most of the gradient. (On this course's model those steps remove the samples' last speckle of noise, and
+benchmarks/DEFAULTS.md measures loss_weighting="snr", L_simple's weighting kept on the v network, ahead of it.)
 """
 import copy
 import dataclasses
