@@ -34,7 +34,8 @@ RUNS = {  # name: (changes to default_config(), changes to its UNetConfig)
     "noise-min_snr": ({"loss_weighting": "min_snr"}, {"prediction": "noise"}),
     "x0-uniform": ({"loss_weighting": "uniform"}, {"prediction": "x0"}),
     "v-uniform": ({"loss_weighting": "uniform"}, {"prediction": "v"}),
-    "v-min_snr": ({}, {}),  # the course default
+    "v-min_snr": ({"loss_weighting": "min_snr"}, {}),
+    "v-snr": ({}, {}),  # the course default: L_simple's weighting with the v target
     "zsnr-off": (dict(ZSNR), {}),
     "zsnr-on": (dict(ZSNR, zero_terminal_snr=True), {}),
 }
@@ -126,6 +127,7 @@ def main():
             print(f"{name}: already measured (use --force to redo)")
             continue
         results["runs"][name] = run_one(name, sorted(args.images), args.n_samples, device, floor)
+        results["runs"] = {key: results["runs"][key] for key in RUNS if key in results["runs"]}  # RUNS' order
         JSON.write_text(json.dumps(results, indent=1) + "\n")
     report(results)
 
@@ -141,7 +143,9 @@ def report(results):
     write_results("design_space", "Design space: prediction target, loss weighting, zero terminal SNR",
                   "default_config() changed as listed; 500 samples, FID against the reference test images; DDIM-50 "
                   "(cosine runs) or DPM-Solver++(2M) 25 trailing steps (zsnr runs)", rows,
-                  [f"floor (real vs real, N={results['n_samples']}) {results['floor']:.2f}; {results['machine']}."])
+                  [f"floor (real vs real, N={results['n_samples']}) {results['floor']:.2f}; {results['machine']}.",
+                   "train s: training seconds of each run, measured on different days, some runs alone with two threads "
+                   "and some two at a time with one thread each; they are not comparable across runs."])
     fig, ax = plt.subplots(figsize=(6.5, 3.8), dpi=150)
     for name, run in results["runs"].items():
         ax.plot([p["images"] / 1000 for p in run["curve"]], [p["ratio"] for p in run["curve"]], "o-", label=name)

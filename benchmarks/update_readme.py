@@ -14,7 +14,7 @@ BENCH_README = ROOT / "benchmarks" / "README.md"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 # result file -> the command that writes it (in the order the README shows them)
 SECTIONS = {
-    "images_to_target_default.md": "images_to_target.py --images 25000 50000 100000 150000 200000 300000 --save runs/bench_images_default.pt",
+    "images_to_target_default.md": "images_to_target.py --images 25000 50000 100000 150000 200000 250000 300000 --x0-at 8 16",
     "train_quality_3min_cpu.md": "train_quality.py --minutes 3",
     "train_quality_6min_cpu.md": "train_quality.py --minutes 6",
     "train_quality_12min_cpu.md": "train_quality.py --minutes 12 --sampler ddim --steps 50 --save runs/bench_quality_12min.pt",
@@ -23,7 +23,7 @@ SECTIONS = {
     "peer_3min_cpu.md": "peer.py --minutes 3",
     "peer_12min_cpu.md": "peer.py --minutes 12 --ours-checkpoint runs/bench_quality_12min.pt",
     "peer_25k_images_cpu.md": "peer.py --images 25000",
-    "design_space.md": "design_space.py (all runs: zsnr-off zsnr-on v-min_snr noise-uniform x0-uniform noise-elbo noise-min_snr v-uniform)",
+    "design_space.md": "design_space.py (all runs: noise-uniform noise-elbo noise-min_snr x0-uniform v-uniform v-min_snr v-snr zsnr-off zsnr-on)",
     "notebook10_flow_vs_ddim.md": "notebook_tables.py, after notebook 10's full run",
     "notebook11_solvers.md": "notebook_tables.py, after notebook 11's full run",
 }

@@ -3,12 +3,12 @@
 Ho et al. (2020)'s L_simple (Algorithm 1): draw t ~ Uniform{0..T-1} and noise ~ N(0, I), form
 x_t = q_sample(x_0, t, noise) and regress the noise:
     loss = mean over the batch of w_t || noise - model(x_t, t) ||^2 / D   (D = pixels per image), w_t = 1.
-The course default changes two things, measured in benchmarks/DEFAULTS.md: the network predicts
-v = sqrt(alpha_bar_t) noise - sqrt(1 - alpha_bar_t) x_0 (Salimans & Ho 2022), and the loss is weighted with
-Min-SNR-gamma (Hang et al. 2023), w_t = min(SNR_t, gamma) / (SNR_t + 1) on the v error, which is the weight
-min(SNR_t, gamma) / SNR_t on the noise error: the nearly clean steps, whose noise is hard to see, no longer take
-most of the gradient. (On this course's model those steps remove the samples' last speckle of noise, and
-benchmarks/DEFAULTS.md measures loss_weighting="snr", L_simple's weighting kept on the v network, ahead of it.)
+The course default keeps L_simple's objective and changes what the network outputs (benchmarks/DEFAULTS.md):
+v = sqrt(alpha_bar_t) noise - sqrt(1 - alpha_bar_t) x_0 (Salimans & Ho 2022), with the v error weighted by
+w_t = alpha_bar_t = SNR_t / (SNR_t + 1) (loss_weighting="snr"). That is the squared error of the noise prediction
+the v output implies, since ||noise - noise_pred||^2 = alpha_bar_t ||v - v_pred||^2. Min-SNR-gamma (Hang et al.
+2023), which turns the nearly clean steps down, and the plain v loss, which turns the noisiest ones up, are
+options; on this course's model both reach a given quality later (benchmarks/DEFAULTS.md).
 """
 import copy
 import dataclasses
@@ -53,8 +53,8 @@ class DiffusionConfig:
     lr_decay: str = "none"  # after warm-up: "none" (constant) or "cosine" (to 0 at the run's n_images)
     grad_clip: float = 1.0  # clip the gradient norm: rare large-t batches otherwise jolt the weights
     ema_decay: float = 0.999  # EMA of the weights, averaging over about 1 / (1 - decay) = 1000 steps
-    loss_weighting: str = "min_snr"  # one of LOSS_WEIGHTINGS: "uniform", "min_snr" (Hang et al. 2023), "snr", "elbo"
-    min_snr_gamma: float = 5.0  # the cap gamma of the Min-SNR weight
+    loss_weighting: str = "snr"  # one of LOSS_WEIGHTINGS: "snr" (L_simple's), "uniform", "min_snr" (Hang et al. 2023), "elbo"
+    min_snr_gamma: float = 5.0  # the cap gamma of the Min-SNR weight (loss_weighting="min_snr" only)
     time_sampling: str = "uniform"  # flow matching only: "uniform" or "logit_normal" training times (flow.py)
     p_uncond: float = 0.1  # label dropout for classifier-free guidance (needs model.num_classes; 0 = always labelled)
     seed: int = 0  # seeds the weights, the batch order, t and the noise

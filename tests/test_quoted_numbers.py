@@ -146,8 +146,8 @@ _CONDITIONING = {  # notebook 11, section 1: the largest error factors of noise 
 _ELBO_SHARE = {"share": (NB11, "weights-plot", r"carries (\S+) of the total weight")}
 _DESIGN = {  # notebook 11, section 2: FID/floor after 30,000 training images (benchmarks/design_space.py)
     name: (NB11, "design-results", rf"^{run}\s+15k:\s+\S+\s+30k:\s+(\S+)") for name, run in
-    [("v", "v-min_snr"), ("noise", "noise-uniform"), ("x0", "x0-uniform"), ("elbo", "noise-elbo"),
-     ("noise_min_snr", "noise-min_snr"), ("v_uniform", "v-uniform")]
+    [("v", "v-snr"), ("v_min_snr", "v-min_snr"), ("noise", "noise-uniform"), ("x0", "x0-uniform"),
+     ("elbo", "noise-elbo"), ("noise_min_snr", "noise-min_snr"), ("v_uniform", "v-uniform")]
 }
 _ZSNR = {  # notebook 11, section 3: the brightness leak and what the two trained models do
     "c_off": (NB11, "zsnr-leak", r"^unscaled linear .*x_T's (\S+)$"),
@@ -169,8 +169,8 @@ _SOLVERS = {  # notebook 11, section 4: FID/floor of 500 samples per solver and 
 }
 
 _SOL05_WEIGHTS = {  # solutions 05, exercise 2: noise error in the first t/T bucket after the two short runs
-    "l_simple": ("solutions/05_ddpm_training.ipynb", "exercise-2-train", r"^  L_simple weighting\s+(\S+)"),
-    "min_snr": ("solutions/05_ddpm_training.ipynb", "exercise-2-train", r"^  default \(Min-SNR-5\)\s+(\S+)"),
+    "l_simple": ("solutions/05_ddpm_training.ipynb", "exercise-2-train", r"^  default \(L_simple\)\s+(\S+)"),
+    "min_snr": ("solutions/05_ddpm_training.ipynb", "exercise-2-train", r"^  Min-SNR-5\s+(\S+)"),
 }
 
 QUOTES = [
@@ -217,11 +217,15 @@ QUOTES = [
     ("answers/11_design_space.md", "gives that one step almost all of the weight, {share} of the total", _ELBO_SHARE),
     ("walkthroughs/11_design_space.md", "the default scores {v}x the floor, the noise target with $L_\\text{{simple}}$ {noise}x, the "
      "$x_0$ target {x0}x and the noise target with the ELBO weight {elbo}x", _DESIGN),
-    ("walkthroughs/11_design_space.md", "the noise target with the default's Min-SNR weight {noise_min_snr}x", _DESIGN),
-    ("walkthroughs/11_design_space.md", "$v$ with the plain $v$ loss {v_uniform}x", _DESIGN),
+    ("walkthroughs/11_design_space.md", "clearly better with the $v$ target than with the noise target ({v}x against {noise}x)",
+     _DESIGN),
+    ("walkthroughs/11_design_space.md", "the noise\ntarget with Min-SNR-5 ({noise_min_snr}x) against $v$ with Min-SNR-5 ({v_min_snr}x)",
+     _DESIGN),
+    ("walkthroughs/11_design_space.md", "Min-SNR-5 and of the plain $v$ loss ({v_uniform}x)", _DESIGN),
     ("answers/11_design_space.md", "{elbo}x the floor after 30,000 images, against {noise}x for the same noise target with "
      "L_simple", _DESIGN),
-    ("answers/11_design_space.md", "scores {noise_min_snr}x against {v}x for `v-min_snr`", _DESIGN),
+    ("answers/11_design_space.md", "`noise-uniform` scores {noise}x against {v}x for `v-snr`", _DESIGN),
+    ("answers/11_design_space.md", "`noise-min_snr` scores {noise_min_snr}x against {v_min_snr}x for `v-min_snr`", _DESIGN),
     ("walkthroughs/11_design_space.md", "the correlation is {c_off} for that schedule and {c_on} after the rescale below", _ZSNR),
     ("answers/11_design_space.md", "the correlation is {c_off} for the unscaled linear schedule and {c_on} after the rescale", _ZSNR),
     ("walkthroughs/11_design_space.md", "has a standard deviation of {std_off} against {std_data} for the data, a share of "
