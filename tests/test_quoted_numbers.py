@@ -193,9 +193,9 @@ QUOTES = [
     ("walkthroughs/07_fast_sampling.md", "mean squared error of {round_trip} (pixels in $[-1, 1]$), against {unrelated} "
      "between random samples", _INVERSION),
     ("answers/07_fast_sampling.md", "error of {round_trip} against {unrelated} between random samples", _INVERSION),
-    ("walkthroughs/08_score_view.md", "lowered the FID from {ddpm} (DDPM, {ddpm_nfe} network calls) to {pc} (PC, {pc_nfe} calls), "
+    ("walkthroughs/08_score_view.md", "raised the FID from {ddpm} (DDPM, {ddpm_nfe} network calls) to {pc} (PC, {pc_nfe} calls), "
      "floor {floor}", _PC_IMAGE),
-    ("answers/08_score_view.md", "it lowered the FID from {ddpm} (DDPM, {ddpm_nfe} calls) to {pc} (PC, {pc_nfe} calls)", _PC_IMAGE),
+    ("answers/08_score_view.md", "it raised the FID from {ddpm} (DDPM, {ddpm_nfe} calls) to {pc} (PC, {pc_nfe} calls)", _PC_IMAGE),
     ("answers/09_classifier_free_guidance.md", "the FID is {w0} at $w = 0$, lowest at $w = 0.5$ and $w = 1$ ({w05} and {w1}, "
      "less apart than the seed-to-seed noise of an FID from 250 samples), and then rises steeply: {w2} at $w = 2$, {w4} at "
      "$w = 4$ and {w8} at $w = 8$", _SWEEP),
