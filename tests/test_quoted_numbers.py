@@ -185,7 +185,7 @@ QUOTES = [
     ("answers/06_reverse_sampling.md", "without it the samples differ by {no_clip} in mean absolute pixel value", _CLIPPING),
     ("answers/06_reverse_sampling.md", "FID {fid} = {ratio}x the floor with 50 DDIM steps, rarest class {rarest}",
      _QUALITY),
-    ("answers/07_fast_sampling.md", "has the worst FID of the table ({eta1_10} against {ddim_10} for $\\eta = 0$)", _SAMPLERS),
+    ("answers/07_fast_sampling.md", "deterministic DDIM has the worst FID of the table ({ddim_10}, against {eta1_10} for $\\eta = 1$)", _SAMPLERS),
     ("answers/07_fast_sampling.md", "also at 100 steps ({eta1_100} against {ddim_100}), and DDPM with all {ddpm_steps} steps "
      "({ddpm})", _SAMPLERS),
     ("walkthroughs/07_fast_sampling.md", "DDIM with $\\eta = 0$ scores {ddim_10} at 10 steps and {ddim_100} at 100, DDPM with "
