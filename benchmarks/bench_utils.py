@@ -18,6 +18,7 @@ from course_utils.flow import flow_sample
 from course_utils.pretrained import find_checkpoint, load_pretrained
 from course_utils.samplers import ddim_sample_loop, p_sample_loop
 from course_utils.settings import repo_relative
+from course_utils.solvers import dpm_solver_2m_sample
 from course_utils.training import DiffusionConfig
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -128,7 +129,8 @@ def load_model(checkpoint, device):
 
 
 def sample(model, config, n, sampler, steps, device, seed=0, batch_size=500, balanced=False):
-    """n samples [n, 1, S, S]: ``sampler`` "ddpm" (T ancestral steps) or "ddim" (``steps``, eta = 0); a flow
+    """n samples [n, 1, S, S]: ``sampler`` "ddpm" (T ancestral steps), "ddim" (``steps``, eta = 0) or "dpm2m"
+    (DPM-Solver++(2M) with ``steps`` network calls on Karras et al.'s noise levels, notebook 11); a flow
     matching model (prediction "velocity") is sampled with ``steps`` Euler steps ("euler") or Heun steps ("heun").
 
     Unconditional (for a class-conditional model: the null label); with ``balanced`` a class-conditional model gets the
@@ -145,8 +147,13 @@ def sample(model, config, n, sampler, steps, device, seed=0, batch_size=500, bal
             out.append(flow_sample(model, shape, steps, method, generator=generator, progress=False, **kw).cpu())
         elif sampler == "ddpm":
             out.append(p_sample_loop(model, schedule, shape, generator=generator, progress=False, **kw).cpu())
-        else:
+        elif sampler == "dpm2m":
+            out.append(dpm_solver_2m_sample(model, schedule, shape, steps, generator=generator, progress=False,
+                                            **kw).cpu())
+        elif sampler == "ddim":
             out.append(ddim_sample_loop(model, schedule, shape, steps, generator=generator, progress=False, **kw).cpu())
+        else:
+            raise ValueError(f"sampler must be 'ddpm', 'ddim' or 'dpm2m' for a diffusion model, got {sampler!r}")
     return torch.cat(out)
 
 

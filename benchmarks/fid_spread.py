@@ -6,10 +6,10 @@
 Every table of this project scores 500 samples drawn from one seed. This script draws them from ``--seeds``
 seeds with each sampler and prints FID / floor per seed, the mean and the spread (max - min), so that a
 difference between two runs can be read against the difference between two seeds of the same run.
-Samplers, all at 25 network evaluations unless named otherwise: DDIM (eta = 0) on its evenly spaced steps,
-which end at step 0; DPM-Solver++(2M) on the same "linspace" steps; DPM-Solver++(2M) on "trailing" steps
-(Lin et al. 2023), which start at T - 1 and end at step T / 25 - 1, where the last call's x_0 prediction is
-the sample; DDIM with 50 steps. Written to benchmarks/results/fid_spread_<device>.md.
+Samplers: DDPM with all T ancestral steps (notebooks 05-06); DDIM with 50 steps (eta = 0, notebook 07);
+DPM-Solver++(2M) with 10 and 15 network calls on Karras et al.'s noise levels (notebook 11's best rows); and
+DPM-Solver++(2M) with 25 calls on "trailing" steps (Lin et al. 2023), which start at T - 1 and end at step
+T / 25 - 1, where the last call's x_0 prediction is the sample. Written to benchmarks/results/fid_spread_<device>.md.
 """
 import argparse
 
@@ -17,19 +17,21 @@ import torch
 
 import course_utils as cu
 from bench_utils import load_model, reference_numbers, write_results
-from course_utils.samplers import ddim_sample_loop
+from course_utils.samplers import ddim_sample_loop, p_sample_loop
 from course_utils.solvers import dpm_solver_2m_sample
 
 
 def samplers(model, schedule):
     """name -> fn(shape, generator) -> samples."""
+    def dpm(n_steps, spacing):
+        return lambda shape, g: dpm_solver_2m_sample(model, schedule, shape, n_steps, spacing=spacing, generator=g,
+                                                     progress=False)
     return {
-        "DDIM-25": lambda shape, g: ddim_sample_loop(model, schedule, shape, 25, generator=g, progress=False),
-        "DPM-Solver++(2M)-25, linspace": lambda shape, g: dpm_solver_2m_sample(
-            model, schedule, shape, 25, spacing="linspace", generator=g, progress=False),
-        "DPM-Solver++(2M)-25, trailing": lambda shape, g: dpm_solver_2m_sample(
-            model, schedule, shape, 25, spacing="trailing", generator=g, progress=False),
+        f"DDPM-{schedule.T}": lambda shape, g: p_sample_loop(model, schedule, shape, generator=g, progress=False),
         "DDIM-50": lambda shape, g: ddim_sample_loop(model, schedule, shape, 50, generator=g, progress=False),
+        "DPM-Solver++(2M)-10, Karras": dpm(10, "karras"),
+        "DPM-Solver++(2M)-15, Karras": dpm(15, "karras"),
+        "DPM-Solver++(2M)-25, trailing": dpm(25, "trailing"),
     }
 
 

@@ -2,12 +2,16 @@
 
     flock /tmp/cpu.lock .venv/bin/python benchmarks/images_to_target.py                 # the default, up to 300k
     .venv/bin/python benchmarks/images_to_target.py --set batch_size=64 --images 50000 100000 --tag b64
+    .venv/bin/python benchmarks/images_to_target.py --sampler dpm2m --steps 10 --seeds 5 --tag default_dpm10
 
 Trains ``default_config()`` (changed by ``--set field=value``, ``--set model.field=value``) once, and at each
 number of training images in ``--images`` scores the EMA weights with the course's protocol: 500 samples
 from the course's default sampler (``--sampler ddpm``: all T ancestral steps, as notebooks 05 and 06 sample;
-``--sampler ddim``: DDIM with ``--steps`` steps, eta = 0), FID on the classifier's features against the 2,000
-reference test images (``course_utils.sample_quality``). Target: FID at most 2x the real-vs-real floor, every class at least 5%.
+``--sampler ddim``: DDIM with ``--steps`` steps, eta = 0; ``--sampler dpm2m``: DPM-Solver++(2M) with ``--steps``
+network calls on Karras et al.'s noise levels, notebook 11's best sampler), FID on the classifier's features against
+the 2,000 reference test images (``course_utils.sample_quality``). One seed of 500 samples moves by several tenths
+of the floor; with ``--seeds K`` each point is scored with sampling seeds 0..K-1 and the FID is their mean.
+Target: FID at most 2x the real-vs-real floor, every class at least 5%.
 With ``--x0-at K [K ...]`` (ddpm only) it also scores, from the same trajectories, the network's prediction of
 x_0 at step K (what a sampler that stops at step K and returns that prediction would give): it shows how much
 the last K steps add to, or take from, the samples.
@@ -70,9 +74,13 @@ def main():
                         help="change a field of default_config(), e.g. batch_size=64 or model.base_channels=16")
     parser.add_argument("--tag", default="default", help="name of the results files")
     parser.add_argument("--n-samples", type=int, default=500, help="samples per FID (protocol: 500)")
-    parser.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddpm",
-                        help="ddpm (all T ancestral steps, the course's default sampler) or ddim")
-    parser.add_argument("--steps", type=int, default=50, help="DDIM steps, with --sampler ddim (default 50)")
+    parser.add_argument("--sampler", choices=["ddpm", "ddim", "dpm2m"], default="ddpm",
+                        help="ddpm (all T ancestral steps, the course's default sampler), ddim or dpm2m "
+                             "(DPM-Solver++(2M), Karras noise levels)")
+    parser.add_argument("--steps", type=int, default=50,
+                        help="network calls for --sampler ddim or dpm2m (default 50)")
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="score each point with sampling seeds 0..SEEDS-1; FID / floor is their mean")
     parser.add_argument("--x0-at", type=int, nargs="+", default=[], metavar="K",
                         help="with --sampler ddpm: also score the x_0 prediction at these steps of the same trajectories")
     parser.add_argument("--save", default=None, help="keep the trained run as this resumable checkpoint")
@@ -83,7 +91,7 @@ def main():
     if any(n % 25_000 for n in args.images):
         parser.error("--images must be multiples of 25,000 (the scoring callback runs every 25,000 images)")
     if args.x0_at and args.sampler != "ddpm":
-        parser.error("--x0-at reads the ancestral (ddpm) trajectory; it cannot be used with --sampler ddim")
+        parser.error("--x0-at reads the ancestral (ddpm) trajectory; it cannot be used with --sampler ddim or dpm2m")
 
     device = cu.get_device()
     config = config_from_args(args.set)
@@ -97,21 +105,26 @@ def main():
         if not any(seen - config.batch_size < p <= seen for p in points):
             return  # score at the first step that reaches each point
         start = time.perf_counter()
+        x0_at = {}
         if args.x0_at:
             samples, x0_at = ddpm_with_x0(result.ema_model, config, args.n_samples, args.x0_at)
-        else:
-            samples, x0_at = sample(result.ema_model, config, args.n_samples, args.sampler, args.steps, device), {}
-        q = cu.sample_quality(samples)
+        qs = [cu.sample_quality(samples if args.x0_at and seed == 0 else
+                                sample(result.ema_model, config, args.n_samples, args.sampler, args.steps, device,
+                                       seed=seed)) for seed in range(args.seeds)]
+        q = {"fid": sum(p["fid"] for p in qs) / len(qs), "min_class_share": min(p["min_class_share"] for p in qs)}
         hist = result.history
         rows.append({"images": f"{seen:,}", "steps": step, "train time": f"{hist['train_seconds'] / 60:.1f} min",
                      "train img/s": f"{seen / hist['train_seconds']:.0f}", "FID": f"{q['fid']:.2f}",
                      "FID / floor": f"{q['fid'] / floor:.2f}", "min class": f"{q['min_class_share']:.3f}",
                      "target met": "yes" if q["fid"] <= TARGET_RATIO * floor and q["min_class_share"] >= MIN_CLASS
                      else "no"})
+        if args.seeds > 1:
+            rows[-1]["FID / floor per seed"] = " / ".join(f"{p['fid'] / floor:.2f}" for p in qs)
         x0_ratios = {k: cu.sample_quality(x0)["fid"] / floor for k, x0 in x0_at.items()}
         rows[-1].update({f"x_0 at step {k}": f"{r:.2f}" for k, r in x0_ratios.items()})
         curve.append({"images": seen, "fid": q["fid"], "ratio": q["fid"] / floor, "min_class": q["min_class_share"],
-                      "train_seconds": hist["train_seconds"], "x0_at": x0_ratios})
+                      "train_seconds": hist["train_seconds"], "x0_at": x0_ratios,
+                      "ratio_per_seed": [p["fid"] / floor for p in qs]})
         print(" | ".join(f"{k} {v}" for k, v in rows[-1].items()), f"(scored in {time.perf_counter() - start:.0f} s)",
               flush=True)
 
@@ -124,8 +137,11 @@ def main():
              f"parameters, T={config.T}, batch {config.batch_size}, loss weighting {config.loss_weighting}.",
              f"Precision {precision}, CPU capability {cpu_capability()}; floor (real vs real, N={args.n_samples}) "
              f"{floor:.2f}; target FID <= {TARGET_RATIO * floor:.2f} with every class >= {MIN_CLASS:.0%}."]
-    sampler = f"DDPM-{config.T}" if args.sampler == "ddpm" else f"DDIM-{args.steps}"
-    protocol = (f"train once, score the EMA weights at each image count: {args.n_samples} {sampler} samples "
+    sampler = {"ddpm": f"DDPM-{config.T}", "ddim": f"DDIM-{args.steps}",
+               "dpm2m": f"DPM-Solver++(2M)-{args.steps} (Karras)"}[args.sampler]
+    seeds = f" with each of the sampling seeds 0-{args.seeds - 1} (FID: their mean, min class: the lowest)" \
+        if args.seeds > 1 else ""
+    protocol = (f"train once, score the EMA weights at each image count: {args.n_samples} {sampler} samples{seeds} "
                 f"against the first {cu.N_REFERENCE} Fashion-MNIST test images at 16x16 (course_utils.sample_quality).")
     write_results(name, f"FID against training images ({args.tag})", protocol, rows, notes)
     (RESULTS / f"{name}.json").write_text(json.dumps(
