@@ -128,9 +128,10 @@ def load_model(checkpoint, device):
     return (*load_pretrained(device=device), repo_relative(find_checkpoint()[0]))
 
 
-def sample(model, config, n, sampler, steps, device, seed=0, batch_size=500, balanced=False):
+def sample(model, config, n, sampler, steps, device, seed=0, batch_size=500, balanced=False, spacing="karras"):
     """n samples [n, 1, S, S]: ``sampler`` "ddpm" (T ancestral steps), "ddim" (``steps``, eta = 0) or "dpm2m"
-    (DPM-Solver++(2M) with ``steps`` network calls on Karras et al.'s noise levels, notebook 11); a flow
+    (DPM-Solver++(2M) with ``steps`` network calls, on Karras et al.'s noise levels unless ``spacing`` names
+    another of ``course_utils.solvers``' spacings, notebook 11); a flow
     matching model (prediction "velocity") is sampled with ``steps`` Euler steps ("euler") or Heun steps ("heun").
 
     Unconditional (for a class-conditional model: the null label); with ``balanced`` a class-conditional model gets the
@@ -148,8 +149,8 @@ def sample(model, config, n, sampler, steps, device, seed=0, batch_size=500, bal
         elif sampler == "ddpm":
             out.append(p_sample_loop(model, schedule, shape, generator=generator, progress=False, **kw).cpu())
         elif sampler == "dpm2m":
-            out.append(dpm_solver_2m_sample(model, schedule, shape, steps, generator=generator, progress=False,
-                                            **kw).cpu())
+            out.append(dpm_solver_2m_sample(model, schedule, shape, steps, spacing=spacing, generator=generator,
+                                            progress=False, **kw).cpu())
         elif sampler == "ddim":
             out.append(ddim_sample_loop(model, schedule, shape, steps, generator=generator, progress=False, **kw).cpu())
         else:

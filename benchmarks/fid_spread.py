@@ -13,25 +13,18 @@ T / 25 - 1, where the last call's x_0 prediction is the sample. Written to bench
 """
 import argparse
 
-import torch
-
 import course_utils as cu
-from bench_utils import load_model, reference_numbers, write_results
-from course_utils.samplers import ddim_sample_loop, p_sample_loop
-from course_utils.solvers import dpm_solver_2m_sample
+from bench_utils import load_model, reference_numbers, sample, write_results
 
 
-def samplers(model, schedule):
-    """name -> fn(shape, generator) -> samples."""
-    def dpm(n_steps, spacing):
-        return lambda shape, g: dpm_solver_2m_sample(model, schedule, shape, n_steps, spacing=spacing, generator=g,
-                                                     progress=False)
+def samplers(T):
+    """name -> (bench_utils.sample's sampler, steps, spacing)."""
     return {
-        f"DDPM-{schedule.T}": lambda shape, g: p_sample_loop(model, schedule, shape, generator=g, progress=False),
-        "DDIM-50": lambda shape, g: ddim_sample_loop(model, schedule, shape, 50, generator=g, progress=False),
-        "DPM-Solver++(2M)-10, Karras": dpm(10, "karras"),
-        "DPM-Solver++(2M)-15, Karras": dpm(15, "karras"),
-        "DPM-Solver++(2M)-25, trailing": dpm(25, "trailing"),
+        f"DDPM-{T}": ("ddpm", None, None),
+        "DDIM-50": ("ddim", 50, None),
+        "DPM-Solver++(2M)-10, Karras": ("dpm2m", 10, "karras"),
+        "DPM-Solver++(2M)-15, Karras": ("dpm2m", 15, "karras"),
+        "DPM-Solver++(2M)-25, trailing": ("dpm2m", 25, "trailing"),
     }
 
 
@@ -45,10 +38,10 @@ def main():
     device = cu.get_device()
     model, config, info, path = load_model(args.checkpoint, device)
     floor = reference_numbers(args.n_samples)["floor"]
-    shape = (args.n_samples, 1, config.image_size, config.image_size)
     rows = []
-    for name, sample in samplers(model, config.make_schedule()).items():
-        ratios = [cu.sample_quality(sample(shape, torch.Generator().manual_seed(seed)).cpu())["fid"] / floor
+    for name, (sampler, steps, spacing) in samplers(config.T).items():
+        ratios = [cu.sample_quality(sample(model, config, args.n_samples, sampler, steps, device, seed=seed,
+                                           batch_size=args.n_samples, spacing=spacing))["fid"] / floor
                   for seed in range(args.seeds)]
         rows.append({"sampler": name, **{f"seed {s}": f"{r:.2f}" for s, r in enumerate(ratios)},
                      "mean": f"{sum(ratios) / len(ratios):.2f}", "max - min": f"{max(ratios) - min(ratios):.2f}"})

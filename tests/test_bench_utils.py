@@ -40,3 +40,13 @@ def test_sample_refuses_an_unknown_sampler(tiny):
     model, config = tiny
     with pytest.raises(ValueError, match="sampler must be 'ddpm', 'ddim' or 'dpm2m'.*'euler'"):
         sample(model, config, 2, "euler", 5, torch.device("cpu"))
+
+
+def test_dpm2m_takes_the_spacing_it_is_given(tiny):
+    model, config = tiny
+    schedule, shape = config.make_schedule(), (3, 1, config.image_size, config.image_size)
+    expected = dpm_solver_2m_sample(model, schedule, shape, 5, spacing="trailing",
+                                    generator=torch.Generator().manual_seed(7), progress=False)
+    got = sample(model, config, 3, "dpm2m", 5, torch.device("cpu"), seed=7, spacing="trailing")
+    torch.testing.assert_close(got, expected)
+    assert not torch.equal(got, sample(model, config, 3, "dpm2m", 5, torch.device("cpu"), seed=7))
