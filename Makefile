@@ -66,8 +66,14 @@ notebooks: $(STAMP) $(DATA)
 solutions: $(STAMP) $(DATA)
 	COURSE_QUICK=1 $(PY) -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=900 solutions $(PYTEST_ARGS)
 
+# Every check, on as many pytest workers (pytest-xdist) as there are cores, at most 4, each on one thread: the
+# quick-mode notebooks' small convolutions gain little from a second thread, so two notebooks side by side finish
+# sooner than one after the other (and threads that outnumber the cores stall each other). --dist loadfile keeps
+# each notebook's cells, and each test file, on one worker in order. TEST_WORKERS=0 runs everything in one process.
+TEST_WORKERS ?= auto
 test: $(STAMP) $(DATA) chromium
-	COURSE_QUICK=1 $(PY) -m pytest tests notebooks solutions --nbval-lax --nbval-current-env --nbval-cell-timeout=900 $(PYTEST_ARGS)
+	COURSE_QUICK=1 OMP_NUM_THREADS=1 $(PY) -m pytest -n $(TEST_WORKERS) --maxprocesses=4 --dist loadfile \
+	  tests notebooks solutions --nbval-lax --nbval-current-env --nbval-cell-timeout=900 $(PYTEST_ARGS)
 
 bench: $(STAMP) $(DATA)
 	$(PY) benchmarks/train_quality.py

@@ -7,6 +7,7 @@ build/site-src/ (files are found by glob, so a new notebook appears by itself) w
 run Sphinx; fail if any page loads a script, stylesheet, image or frame from another host.
 """
 import base64
+import fcntl
 import hashlib
 import json
 import re
@@ -55,6 +56,13 @@ def mathjax():
         sys.exit("make site needs npm (Node.js) once, to fetch MathJax from the npm registry: "
                  "install Node.js (Debian: apt-get install npm)")
     CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / "mathjax.lock", "w") as lock:    # `make site` and `make slides` (or two test workers) at once
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return folder if mathjax_cached() else _fetch_mathjax(folder)
+
+
+def _fetch_mathjax(folder):
+    """`npm pack` MathJax into build/cache/, check its hash, unpack its es5 build into ``folder``/mathjax."""
     subprocess.run(["npm", "pack", f"mathjax@{MATHJAX_VERSION}", "--silent", "--pack-destination", str(CACHE)],
                    check=True, stdout=subprocess.DEVNULL)
     tarball = CACHE / f"mathjax-{MATHJAX_VERSION}.tgz"
