@@ -6,7 +6,7 @@ Trains ``default_config()`` (unconditional) with ``course_utils.train`` for ``--
 time (on the GPU when there is one), draws ``--n-samples`` samples with the chosen sampler, and prints: parameters, training images/s, steps, FID against the protocol's reference
 (course_utils.metrics), the confident share, the class entropy, the sampling time, the time of 64
 samples, the model's FLOPs per image, the achieved GFLOP/s and the measured peak of a large matmul.
-The table is also written to benchmarks/results/train_quality_<minutes>min_<device>.md; ``--save`` keeps the
+The table is also written to benchmarks/results/train_quality_<minutes>min_<device>[_<tag>].md; ``--save`` keeps the
 trained run (``peer.py --ours-checkpoint`` scores it instead of training the same model again).
 """
 import argparse
@@ -27,6 +27,7 @@ def main():
     parser.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddpm", help="ddpm (the default sampler, T steps) or ddim")
     parser.add_argument("--save", default=None, help="keep the trained model as this checkpoint (for samplers.py)")
     parser.add_argument("--steps", type=int, default=25, help="DDIM steps = network evaluations, with --sampler ddim (default 25)")
+    parser.add_argument("--tag", default=None, help="added to the results file's name (train_quality_3min_cpu_<tag>.md)")
     args = parser.parse_args()
 
     device = cu.get_device()
@@ -61,7 +62,8 @@ def main():
     ]
     protocol = (f"{args.minutes:g} min of training time, then {args.n_samples} samples scored against the first "
                 f"{cu.N_REFERENCE} Fashion-MNIST test images at 16x16 (course_utils.sample_quality).")
-    write_results(f"train_quality_{args.minutes:g}min_{device.type}", f"Training for {args.minutes:g} minutes",
+    name = f"train_quality_{args.minutes:g}min_{device.type}" + (f"_{args.tag}" if args.tag else "")
+    write_results(name, f"Training for {args.minutes:g} minutes",
                   protocol, [row], notes)
 
 

@@ -16,8 +16,12 @@ START, END = "<!-- results:start -->", "<!-- results:end -->"
 SECTIONS = {
     "images_to_target_default_dpm10.md": "images_to_target.py --images 25000 50000 100000 150000 200000 250000 300000 "
                                          "--sampler dpm2m --steps 10 --seeds 5 --tag default_dpm10",
+    "images_to_target_default_dpm10_bf16.md": "COURSE_PRECISION=bf16 images_to_target.py --images 25000 50000 100000 150000 "
+                                              "200000 250000 300000 --sampler dpm2m --steps 10 --seeds 5 --tag default_dpm10_bf16",
     "images_to_target_default.md": "images_to_target.py --images 25000 50000 100000 150000 200000 250000 300000 --x0-at 8 16",
     "train_quality_3min_cpu.md": "train_quality.py --minutes 3",
+    "train_quality_3min_cpu_avx512_fp32.md": "COURSE_PRECISION=fp32 train_quality.py --minutes 3 --tag avx512_fp32",
+    "train_quality_3min_cpu_avx512_bf16.md": "COURSE_PRECISION=bf16 train_quality.py --minutes 3 --tag avx512_bf16",
     "train_quality_6min_cpu.md": "train_quality.py --minutes 6",
     "train_quality_12min_cpu.md": "train_quality.py --minutes 12 --sampler ddim --steps 50 --save runs/bench_quality_12min.pt",
     "samplers_cpu.md": "samplers.py --checkpoint checkpoints/ddpm_fashion16.pt",
