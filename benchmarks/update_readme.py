@@ -24,6 +24,8 @@ SECTIONS = {
     "train_quality_3min_cpu_avx512_bf16.md": "COURSE_PRECISION=bf16 train_quality.py --minutes 3 --tag avx512_bf16",
     "train_quality_6min_cpu.md": "train_quality.py --minutes 6",
     "train_quality_12min_cpu.md": "train_quality.py --minutes 12 --sampler ddim --steps 50 --save runs/bench_quality_12min.pt",
+    "sample_speed_cpu_fp32.md": "COURSE_PRECISION=fp32 sample_speed.py --tag fp32",
+    "sample_speed_cpu_bf16.md": "COURSE_PRECISION=bf16 sample_speed.py --tag bf16",
     "samplers_cpu.md": "samplers.py --checkpoint checkpoints/ddpm_fashion16.pt",
     "fid_spread_cpu.md": "fid_spread.py --checkpoint checkpoints/ddpm_fashion16.pt",
     "peer_3min_cpu.md": "peer.py --minutes 3",

@@ -15,8 +15,9 @@ from .data import (
     prepare_fashion_mnist,
     to_minus_one_one,
 )
-from .device import (autocast_for, compute_dtype, cpu_has_native_bf16, get_device, measure_bf16_speedup, model_device,
-                     precision_choice, randn_on, sampling_mode, seed_everything)
+from .device import (autocast_for, channels_last_pays, compute_dtype, cpu_has_native_bf16, get_device,
+                     measure_bf16_speedup, measure_channels_last_speedup, model_device, precision_choice, randn_on,
+                     sampling_mode, seed_everything)
 from .diffusion import (
     check_timesteps,
     extract,
@@ -94,7 +95,7 @@ __all__ = [
     "is_quick", "pick", "precision_setting", "PRECISION_SETTINGS",
     # device and precision
     "get_device", "seed_everything", "model_device", "randn_on", "sampling_mode", "compute_dtype", "precision_choice",
-    "autocast_for", "cpu_has_native_bf16", "measure_bf16_speedup",
+    "autocast_for", "cpu_has_native_bf16", "measure_bf16_speedup", "channels_last_pays", "measure_channels_last_speedup",
     # schedules
     "Schedule", "make_schedule", "schedule_from_betas", "linear_betas", "cosine_alphas_cumprod",
     "sigmoid_alphas_cumprod", "betas_from_alphas_cumprod", "SCHEDULE_KINDS", "rescale_zero_terminal_snr",

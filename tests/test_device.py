@@ -117,3 +117,53 @@ def test_sampler_device_helpers():
     with sampling_mode(layer):
         pass
     assert not layer.training
+
+
+@pytest.mark.parametrize("value, faster, relaid", [("fp32", True, True), ("fp32", False, False), ("bf16", True, False)])
+def test_sampling_lays_out_weights_channels_last_only_where_it_pays(monkeypatch, value, faster, relaid):
+    """float32 on a CPU that measured channels-last faster: the 4-D weights are channels-last inside the block,
+    nested blocks included, and back to the default layout afterwards, as the same Parameters, so training goes on.
+    Measured slower, or under bf16: nothing moves."""
+    monkeypatch.setenv("COURSE_PRECISION", value)
+    monkeypatch.setattr(cu.device, "_channels_last_measured_faster", lambda: faster)
+    model = cu.UNet(dataclasses.replace(TINY_UNET, image_size=4, channel_mults=(1,)))
+    params = list(model.parameters())
+    weight = next(p for p in params if p.ndim == 4 and p.shape[1] > 1 and p.shape[2] > 1)  # a 3x3 conv's [C_out, C_in, 3, 3]
+    seen = []
+    with cu.sampling_mode(model):
+        seen.append(weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous())
+        with cu.sampling_mode(model):
+            seen.append(weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous())
+        seen.append(weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous())
+    assert seen == [relaid] * 3
+    assert all(p.is_contiguous() for p in model.parameters()) and all(a is b for a, b in zip(params, model.parameters()))
+    model(torch.randn(2, 1, 4, 4), torch.tensor([1, 2])).pow(2).mean().backward()  # no inference tensors left behind
+    assert weight.grad is not None
+
+
+def test_channels_last_sampling_gives_the_samples_of_the_default_layout(monkeypatch):
+    monkeypatch.setenv("COURSE_PRECISION", "fp32")
+    monkeypatch.setattr(cu.device, "_channels_last_measured_faster", lambda: True)
+    model, schedule = cu.UNet(dataclasses.replace(TINY_UNET, image_size=4, channel_mults=(1,))), cu.make_schedule("cosine", 20)
+    kw = dict(shape=(3, 1, 4, 4), progress=False)
+    fast = cu.p_sample_loop(model, schedule, generator=torch.Generator().manual_seed(1), **kw)
+    monkeypatch.setattr(cu.device, "channels_last_pays", lambda device: False)
+    plain = cu.p_sample_loop(model, schedule, generator=torch.Generator().manual_seed(1), **kw)
+    torch.testing.assert_close(fast, plain)
+
+
+def test_measure_channels_last_speedup_times_both_layouts():
+    nchw_s, nhwc_s = cu.measure_channels_last_speedup(repeats=2)
+    assert 0 < nchw_s < 1 and 0 < nhwc_s < 1
+
+
+@pytest.mark.parametrize("nchw_s, nhwc_s, expected", [(2.0, 1.0, True), (1.0, 2.0, False)])
+def test_channels_last_is_chosen_only_when_measured_faster(monkeypatch, nchw_s, nhwc_s, expected):
+    monkeypatch.setenv("COURSE_PRECISION", "fp32")
+    monkeypatch.setattr(cu.device, "measure_channels_last_speedup", lambda: (nchw_s, nhwc_s))
+    cu.device._channels_last_measured_faster.cache_clear()
+    try:
+        assert cu.channels_last_pays("cpu") is expected
+        assert cu.channels_last_pays("meta") is False  # only CPUs are measured
+    finally:
+        cu.device._channels_last_measured_faster.cache_clear()
