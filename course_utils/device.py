@@ -62,6 +62,19 @@ def randn_on(shape, generator, device):
     return torch.randn(shape, generator=generator).to(device)
 
 
+def _best_seconds(run, repeats, context=contextlib.nullcontext):
+    """The shortest of ``repeats`` timed calls of ``run()``, after one warm-up call, in inference mode and
+    ``context()``: the timing of the two speed probes (channels-last layout, bf16 autocast)."""
+    times = []
+    with torch.inference_mode(), context():
+        run()
+        for _ in range(repeats):
+            start = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - start)
+    return min(times)
+
+
 def measure_channels_last_speedup(repeats=5):
     """(NCHW seconds, channels-last seconds): the best of ``repeats`` runs of two 3x3 convolutions of the course
     U-Net's sizes (batch 64, 16x16, 32 and 64 channels) on the CPU in float32, with the weights in PyTorch's default
@@ -70,17 +83,12 @@ def measure_channels_last_speedup(repeats=5):
     x = torch.randn(64, 32, 16, 16, generator=generator)
     weights = [torch.randn(32, 32, 3, 3, generator=generator), torch.randn(64, 32, 3, 3, generator=generator)]
 
-    def best_time(memory_format):
+    def convolutions(memory_format):
         ws = [w.contiguous(memory_format=memory_format) for w in weights]
-        times = []
-        with torch.inference_mode():
-            for i in range(repeats + 1):  # the first run is a warm-up
-                start = time.perf_counter()
-                F.conv2d(F.conv2d(x, ws[0], padding=1), ws[1], padding=1)
-                times.append(time.perf_counter() - start)
-        return min(times[1:])
+        return lambda: F.conv2d(F.conv2d(x, ws[0], padding=1), ws[1], padding=1)
 
-    return best_time(torch.contiguous_format), best_time(torch.channels_last)
+    return (_best_seconds(convolutions(torch.contiguous_format), repeats),
+            _best_seconds(convolutions(torch.channels_last), repeats))
 
 
 @functools.lru_cache(maxsize=None)
@@ -151,18 +159,8 @@ def measure_bf16_speedup(device="cpu", repeats=5):
         F.conv2d(x, w, padding=1)
         a @ a
 
-    def best_time(autocast):
-        context = torch.autocast(device.type, dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
-        times = []
-        with torch.inference_mode(), context:
-            run()  # warm-up
-            for _ in range(repeats):
-                start = time.perf_counter()
-                run()
-                times.append(time.perf_counter() - start)
-        return min(times)
-
-    return best_time(False), best_time(True)
+    return (_best_seconds(run, repeats),
+            _best_seconds(run, repeats, lambda: torch.autocast(device.type, dtype=torch.bfloat16)))
 
 
 @functools.lru_cache(maxsize=None)
