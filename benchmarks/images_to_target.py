@@ -5,7 +5,9 @@
     .venv/bin/python benchmarks/images_to_target.py --sampler dpm2m --steps 10 --seeds 5 --tag default_dpm10
 
 Trains ``default_config()`` (changed by ``--set field=value``, ``--set model.field=value``) once, and at each
-number of training images in ``--images`` scores the EMA weights with the course's protocol: 500 samples
+number of training images in ``--images`` scores the EMA weights (with a learning-rate decay, ``lr_decay`` other
+than "none", which ends at the run's end, one run per number of images, each scored at its end; the runs
+together cost the sum of the numbers) with the course's protocol: 500 samples
 from the course's default sampler (``--sampler ddpm``: all T ancestral steps, as notebooks 05 and 06 sample;
 ``--sampler ddim``: DDIM with ``--steps`` steps, eta = 0; ``--sampler dpm2m``: DPM-Solver++(2M) with ``--steps``
 network calls on Karras et al.'s noise levels, notebook 11's best sampler), FID on the classifier's features against
@@ -128,8 +130,15 @@ def main():
         print(" | ".join(f"{k} {v}" for k, v in rows[-1].items()), f"(scored in {time.perf_counter() - start:.0f} s)",
               flush=True)
 
-    result = cu.train(config, n_images=points[-1], device=device, callback=score, callback_every=25_000,
-                      progress=False, checkpoint_path=args.save, checkpoint_every_s=1e9)
+    if config.lr_decay == "none":  # one run, scored as it passes each point
+        result = cu.train(config, n_images=points[-1], device=device, callback=score, callback_every=25_000,
+                          progress=False, checkpoint_path=args.save, checkpoint_every_s=1e9)
+    else:  # the rate decays to 0 at the run's end, so each point is a run of its own, scored at its end
+        for point in points:
+            keep = args.save if point == points[-1] else None
+            result = cu.train(config, n_images=point, device=device, progress=False, checkpoint_path=keep,
+                              checkpoint_every_s=1e9)
+            score(result.step, result)
     precision = result.history["precision"]
     name = f"images_to_target_{args.tag}"
     changes = ", ".join(args.set) or "none"

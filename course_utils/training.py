@@ -33,7 +33,7 @@ __all__ = ["DiffusionConfig", "default_config", "guidance_config", "LOSS_WEIGHTI
            "measure_training_speed"]
 
 LOSS_WEIGHTINGS = ("uniform", "min_snr", "snr", "elbo")
-LR_DECAYS = ("none", "cosine")
+LR_DECAYS = ("none", "cosine", "wsd")
 TRAIN_IMAGES = 200_000  # training images of notebook 05's full run and the committed checkpoint (benchmarks/DEFAULTS.md)
 
 
@@ -50,7 +50,8 @@ class DiffusionConfig:
     batch_size: int = 32  # images per optimiser step: small batches make more steps from the same images
     lr: float = 1e-3  # AdamW learning rate after a linear warm-up; small models tolerate a high rate
     warmup_steps: int = 200  # linear learning-rate warm-up, avoids early instability
-    lr_decay: str = "none"  # after warm-up: "none" (constant) or "cosine" (to 0 at the run's n_images)
+    lr_decay: str = "none"  # after warm-up: "none" (constant), "cosine" or "wsd" (each reaching 0 at the run's end)
+    decay_share: float = 0.4  # lr_decay="wsd": the last share of the run, over which the rate falls linearly to 0
     grad_clip: float = 1.0  # clip the gradient norm: rare large-t batches otherwise jolt the weights
     ema_decay: float = 0.999  # EMA of the weights, averaging over about 1 / (1 - decay) = 1000 steps
     loss_weighting: str = "snr"  # one of LOSS_WEIGHTINGS: "snr" (L_simple's), "uniform", "min_snr" (Hang et al. 2023), "elbo"
@@ -76,6 +77,8 @@ class DiffusionConfig:
             raise ValueError(f"warmup_steps must be an int >= 0, got {self.warmup_steps!r}")
         if self.lr_decay not in LR_DECAYS:
             raise ValueError(f"lr_decay must be one of {LR_DECAYS}, got {self.lr_decay!r}")
+        if not 0.0 < self.decay_share <= 1.0:
+            raise ValueError(f"decay_share must be in (0, 1], got {self.decay_share!r}")
         if not self.grad_clip > 0:
             raise ValueError(f"grad_clip must be > 0, got {self.grad_clip!r}")
         if not 0.0 <= self.ema_decay < 1.0:
@@ -129,17 +132,22 @@ def flow_config(**changes):
     return default_config(**{"model": model, "loss_weighting": "uniform", **changes})
 
 
-def learning_rate(config, step, total_steps=None):
-    """The rate of optimiser step ``step`` (0-based): lr * (step + 1) / warmup_steps during the linear warm-up,
-    then lr ("none") or lr * (1 + cos(pi * p)) / 2 with p the share of the post-warm-up steps done ("cosine",
-    which needs ``total_steps``; 0 from the last step on)."""
+def learning_rate(config, step, progress=None):
+    """The rate of optimiser step ``step`` (0-based) when the share ``progress`` (in [0, 1]) of the run is done:
+    lr * min(1, (step + 1) / warmup_steps), the linear warm-up, times the decay factor of ``config.lr_decay``:
+    "none": 1; "cosine": (1 + cos(pi p)) / 2 (Loshchilov & Hutter 2017); "wsd" (warm-up, stable, decay; Hu et al.
+    2024, Hagele et al. 2024): min(1, (1 - p) / decay_share), constant until the last ``decay_share`` of the run,
+    then linear to 0. The decays need ``progress``; ``train`` passes the larger of the shares of n_images and of
+    time_budget_s done, so the decay ends whichever budget runs out first."""
     warm = min(1.0, (step + 1) / max(1, config.warmup_steps))
-    if config.lr_decay == "none" or step < config.warmup_steps:
+    if config.lr_decay == "none":
         return config.lr * warm
-    if total_steps is None:
-        raise ValueError("lr_decay='cosine' needs the run's length: call train() with n_images")
-    p = min(1.0, (step - config.warmup_steps) / max(1, total_steps - config.warmup_steps))
-    return config.lr * 0.5 * (1.0 + math.cos(math.pi * p))
+    if progress is None:
+        raise ValueError(f"lr_decay={config.lr_decay!r} needs progress, the share of the run done")
+    p = min(1.0, max(0.0, progress))
+    if config.lr_decay == "cosine":
+        return config.lr * warm * 0.5 * (1.0 + math.cos(math.pi * p))
+    return config.lr * warm * min(1.0, (1.0 - p) / config.decay_share)
 
 
 def loss_weights(schedule, t, weighting="uniform", gamma=5.0, prediction="noise"):
@@ -286,7 +294,7 @@ class TrainResult:
 
 
 def _new_history(n_buckets):
-    return {"step": [], "images": [], "loss": [], "bucket_loss": [], "images_per_s": [], "n_buckets": n_buckets,
+    return {"step": [], "images": [], "loss": [], "bucket_loss": [], "images_per_s": [], "lr": [], "n_buckets": n_buckets,
             "images_seen": 0, "train_seconds": 0.0, "stopped_by": None}
 
 
@@ -347,9 +355,12 @@ def train(config, model=None, data=None, n_images=None, time_budget_s=None, devi
             return "time"
         return None
 
-    total_steps = None if n_images is None else -(-n_images // config.batch_size)
-    if config.lr_decay != "none" and total_steps is None:
-        raise ValueError("lr_decay='cosine' needs the run's length: call train() with n_images")
+    history.setdefault("lr", [])  # runs saved before the rate was logged
+
+    def share_done():
+        return max(history["images_seen"] / n_images if n_images else 0.0,
+                   history["train_seconds"] / time_budget_s if time_budget_s else 0.0)
+
     bar = tqdm(total=n_images, initial=history["images_seen"], desc="training images", unit="img", unit_scale=True,
                disable=not progress)
     bucket_sum, bucket_count = torch.zeros(n_buckets), torch.zeros(n_buckets)
@@ -360,7 +371,7 @@ def train(config, model=None, data=None, n_images=None, time_budget_s=None, devi
             t_start = time.perf_counter()
             x_0, y = _batch(config, images, labels, generator, device)
             for group in optimizer.param_groups:
-                group["lr"] = learning_rate(config, step, total_steps)
+                group["lr"] = learning_rate(config, step, share_done())
             loss, per_sample, t = train_step(model, optimizer, schedule, config, x_0, y, generator)
             ema.update(model)
             step += 1
@@ -380,6 +391,7 @@ def train(config, model=None, data=None, n_images=None, time_budget_s=None, devi
                 history["loss"].append(sum(losses) / len(losses))
                 history["bucket_loss"].append((bucket_sum / bucket_count.clamp(min=1)).tolist())
                 history["images_per_s"].append(n_seen / seen_s)
+                history["lr"].append(optimizer.param_groups[0]["lr"])
                 bar.set_postfix(loss=f"{history['loss'][-1]:.4f}", img_per_s=f"{n_seen / seen_s:.0f}")
                 bucket_sum.zero_(), bucket_count.zero_()
                 losses, n_seen, seen_s = [], 0, 0.0

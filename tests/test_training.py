@@ -1,5 +1,6 @@
 """Training: losses and weights by hand, EMA, label dropout, config, learning rate, a tiny resumable training run."""
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -291,24 +292,37 @@ def test_learning_rate_warms_up_then_follows_its_decay():
 
     constant = dataclasses.replace(tiny_config(lr=1e-2), warmup_steps=10)
     assert [learning_rate(constant, s) for s in (0, 4, 9, 500)] == pytest.approx([1e-3, 5e-3, 1e-2, 1e-2])
-    cosine = dataclasses.replace(tiny_config(lr=1e-2, lr_decay="cosine"), warmup_steps=10)
-    # after warm-up: lr (1 + cos(pi p)) / 2 with p the share of the post-warm-up steps done (110 steps in all)
-    for step, p in [(10, 0.0), (35, 0.25), (60, 0.5), (110, 1.0)]:
-        assert learning_rate(cosine, step, 110) == pytest.approx(1e-2 * (1 + torch.cos(torch.tensor(torch.pi * p)).item()) / 2)
-    with pytest.raises(ValueError, match="needs the run's length"):
-        learning_rate(cosine, 50)
+    cosine = dataclasses.replace(constant, lr_decay="cosine")
+    for p in (0.0, 0.25, 0.5, 1.0):  # after warm-up: lr (1 + cos(pi p)) / 2, p the share of the run done
+        assert learning_rate(cosine, 50, p) == pytest.approx(1e-2 * (1 + math.cos(math.pi * p)) / 2)
+    assert learning_rate(cosine, 4, 0.5) == pytest.approx(5e-3 * 0.5)  # warm-up and decay multiply
+    wsd = dataclasses.replace(constant, lr_decay="wsd", decay_share=0.4)
+    # constant until 1 - decay_share of the run, then linear to 0 at its end
+    expected = {0.0: 1e-2, 0.3: 1e-2, 0.6: 1e-2, 0.7: 7.5e-3, 0.8: 5e-3, 0.9: 2.5e-3, 1.0: 0.0, 1.5: 0.0}
+    assert [learning_rate(wsd, 50, p) for p in expected] == pytest.approx(list(expected.values()))
+    for config in (cosine, wsd):
+        with pytest.raises(ValueError, match="needs progress"):
+            learning_rate(config, 50)
     with pytest.raises(ValueError, match="lr_decay must be one of"):
         tiny_config(lr_decay="linear")
+    for share in (0.0, -0.1, 1.5):
+        with pytest.raises(ValueError, match="decay_share must be in"):
+            tiny_config(lr_decay="wsd", decay_share=share)
 
 
-def test_cosine_decay_reaches_zero_at_the_end_of_a_run():
-    config = tiny_config(lr_decay="cosine", lr=1e-2)
-    seen = []
-    result = train(config, data=tiny_data(), n_images=80, progress=False,
-                   callback=lambda step, r: seen.append(step), callback_every=8)
-    assert result.step == 10 and len(seen) == 10
-    with pytest.raises(ValueError, match="needs the run's length"):
-        train(config, data=tiny_data(), time_budget_s=1.0, progress=False)
+def test_train_decays_the_rate_over_the_images_or_the_time_budget():
+    from course_utils import learning_rate
+
+    config = tiny_config(lr_decay="wsd", decay_share=0.5, lr=1e-2)
+    result = train(config, data=tiny_data(), n_images=80, progress=False, log_every=1)
+    # step s runs when 8 s of the 80 images are done: the logged rate of every step follows learning_rate
+    assert result.step == 10
+    assert result.history["lr"] == pytest.approx([learning_rate(config, s, 8 * s / 80) for s in range(10)])
+    assert result.history["lr"][2:5] == pytest.approx([1e-2] * 3) and result.history["lr"][-1] == pytest.approx(2e-3)
+    # a run stopped by its time budget decays over the time: its last steps run at a small share of lr
+    timed = train(config, data=tiny_data(), time_budget_s=2.0, progress=False, log_every=1)
+    assert timed.history["stopped_by"] == "time" and timed.step > 20
+    assert timed.history["lr"][2] == pytest.approx(1e-2) and timed.history["lr"][-1] < 0.2e-2
 
 
 def test_snr_weighting_is_l_simple_for_every_target():
