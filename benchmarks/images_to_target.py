@@ -150,7 +150,9 @@ def main():
                "dpm2m": f"DPM-Solver++(2M)-{args.steps} (Karras)"}[args.sampler]
     seeds = f" with each of the sampling seeds 0-{args.seeds - 1} (FID: their mean, min class: the lowest)" \
         if args.seeds > 1 else ""
-    protocol = (f"train once, score the EMA weights at each image count: {args.n_samples} {sampler} samples{seeds} "
+    runs = ("train once, score the EMA weights at each image count" if config.lr_decay == "none" else
+            "train one run per image count (its rate decays to 0 at its end), score its EMA weights at its end")
+    protocol = (f"{runs}: {args.n_samples} {sampler} samples{seeds} "
                 f"against the first {cu.N_REFERENCE} Fashion-MNIST test images at 16x16 (course_utils.sample_quality).")
     write_results(name, f"FID against training images ({args.tag})", protocol, rows, notes)
     (RESULTS / f"{name}.json").write_text(json.dumps(
