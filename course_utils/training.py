@@ -136,7 +136,7 @@ def learning_rate(config, step, progress=None):
     """The rate of optimiser step ``step`` (0-based) when the share ``progress`` (in [0, 1]) of the run is done:
     lr * min(1, (step + 1) / warmup_steps), the linear warm-up, times the decay factor of ``config.lr_decay``:
     "none": 1; "cosine": (1 + cos(pi p)) / 2 (Loshchilov & Hutter 2017); "wsd" (warm-up, stable, decay; Hu et al.
-    2024, Hagele et al. 2024): min(1, (1 - p) / decay_share), constant until the last ``decay_share`` of the run,
+    2024, Hägele et al. 2024): min(1, (1 - p) / decay_share), constant until the last ``decay_share`` of the run,
     then linear to 0. The decays need ``progress``; ``train`` passes the larger of the shares of n_images and of
     time_budget_s done, so the decay ends whichever budget runs out first."""
     warm = min(1.0, (step + 1) / max(1, config.warmup_steps))
@@ -294,8 +294,8 @@ class TrainResult:
 
 
 def _new_history(n_buckets):
-    return {"step": [], "images": [], "loss": [], "bucket_loss": [], "images_per_s": [], "lr": [], "n_buckets": n_buckets,
-            "images_seen": 0, "train_seconds": 0.0, "stopped_by": None}
+    return {"step": [], "images": [], "loss": [], "bucket_loss": [], "images_per_s": [], "lr": [],
+            "n_buckets": n_buckets, "images_seen": 0, "train_seconds": 0.0, "stopped_by": None}
 
 
 def _batch(config, images, labels, generator, device):
@@ -319,7 +319,9 @@ def train(config, model=None, data=None, n_images=None, time_budget_s=None, devi
     config.image_size. With ``checkpoint_path`` it resumes from that file when it exists (its config must equal
     ``config``), saves every ``checkpoint_every_s`` seconds and at the end; a KeyboardInterrupt saves and returns
     what was trained so far. ``callback(step, result)`` runs about every ``callback_every`` images (e.g. to show
-    samples). The progress bar counts images.
+    samples). The progress bar counts images. Each step's learning rate is ``learning_rate(config, step, p)``, p the
+    larger of the shares of ``n_images`` and of ``time_budget_s`` done, so a decay ends with whichever budget runs
+    out first; ``history['lr']`` logs it.
     """
     if n_images is None and time_budget_s is None:
         raise ValueError("give n_images, time_budget_s or both, so training knows when to stop")
