@@ -130,10 +130,11 @@ def main():
         print(" | ".join(f"{k} {v}" for k, v in rows[-1].items()), f"(scored in {time.perf_counter() - start:.0f} s)",
               flush=True)
 
-    if config.lr_decay == "none":  # one run, scored as it passes each point
+    one_run = config.lr_decay == "none"  # else the rate decays to 0 at the run's end: one run per point
+    if one_run:  # scored as it passes each point
         result = cu.train(config, n_images=points[-1], device=device, callback=score, callback_every=25_000,
                           progress=False, checkpoint_path=args.save, checkpoint_every_s=1e9)
-    else:  # the rate decays to 0 at the run's end, so each point is a run of its own, scored at its end
+    else:  # each point a run of its own, scored at its end
         for point in points:
             keep = args.save if point == points[-1] else None
             result = cu.train(config, n_images=point, device=device, progress=False, checkpoint_path=keep,
@@ -150,7 +151,7 @@ def main():
                "dpm2m": f"DPM-Solver++(2M)-{args.steps} (Karras)"}[args.sampler]
     seeds = f" with each of the sampling seeds 0-{args.seeds - 1} (FID: their mean, min class: the lowest)" \
         if args.seeds > 1 else ""
-    runs = ("train once, score the EMA weights at each image count" if config.lr_decay == "none" else
+    runs = ("train once, score the EMA weights at each image count" if one_run else
             "train one run per image count (its rate decays to 0 at its end), score its EMA weights at its end")
     protocol = (f"{runs}: {args.n_samples} {sampler} samples{seeds} "
                 f"against the first {cu.N_REFERENCE} Fashion-MNIST test images at 16x16 (course_utils.sample_quality).")

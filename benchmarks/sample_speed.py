@@ -18,7 +18,7 @@ from unittest import mock
 import torch
 
 import course_utils as cu
-from bench_utils import sync, write_results
+from bench_utils import sync, timed_sample, write_results
 
 LAYOUTS = {"NCHW (default)": False, "channels-last": True}
 
@@ -47,24 +47,19 @@ def main():
 
     device = cu.get_device()
     model, config, _ = cu.load_pretrained(candidates=[cu.PRETRAINED_CHECKPOINT], device=device)
-    schedule = config.make_schedule()
     rows = []
     for name, channels_last in LAYOUTS.items():
         with mock.patch.object(cu.device, "channels_last_pays", lambda device, on=channels_last: on):
             ms = {b: forward_ms(model, b, args.repeats, device) for b in (8, 64)}
-            sync(device)
-            start = time.perf_counter()
-            cu.p_sample_loop(model, schedule, (64, 1, config.image_size, config.image_size),
-                             generator=torch.Generator().manual_seed(0), progress=False)
-            sync(device)
+            _, seconds = timed_sample(model, config, 64, "ddpm", config.T, device)
             rows.append({"weights": name, "forward, batch 8": f"{ms[8]:.2f} ms", "forward, batch 64": f"{ms[64]:.2f} ms",
-                         f"64 samples, DDPM-{schedule.T}": f"{time.perf_counter() - start:.1f} s"})
+                         f"64 samples, DDPM-{config.T}": f"{seconds:.1f} s"})
     chosen = "channels-last" if cu.channels_last_pays(device) else "NCHW (default)"
     notes = [f"Precision {cu.compute_dtype(device)}; `cu.sampling_mode` uses the {chosen} layout on this device.",
              f"Model: checkpoints/ddpm_fashion16.pt (default_config(), {cu.count_parameters(model) / 1e6:.2f}M parameters)."]
     write_results(f"sample_speed_{device.type}" + (f"_{args.tag}" if args.tag else ""), "Sampling speed by weight layout",
                   f"forward passes timed inside cu.sampling_mode (median of {args.repeats}), then 64 samples with all "
-                  f"{schedule.T} ancestral steps (cu.p_sample_loop, seed 0).", rows, notes)
+                  f"{config.T} ancestral steps (cu.p_sample_loop, seed 0).", rows, notes)
 
 
 if __name__ == "__main__":

@@ -129,12 +129,15 @@ def test_sampling_lays_out_weights_channels_last_only_where_it_pays(monkeypatch,
     model = cu.UNet(dataclasses.replace(TINY_UNET, image_size=4, channel_mults=(1,)))
     params = list(model.parameters())
     weight = next(p for p in params if p.ndim == 4 and p.shape[1] > 1 and p.shape[2] > 1)  # a 3x3 conv's [C_out, C_in, 3, 3]
+    def channels_last():
+        return weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+
     seen = []
     with cu.sampling_mode(model):
-        seen.append(weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous())
+        seen.append(channels_last())
         with cu.sampling_mode(model):
-            seen.append(weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous())
-        seen.append(weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous())
+            seen.append(channels_last())
+        seen.append(channels_last())
     assert seen == [relaid] * 3
     assert all(p.is_contiguous() for p in model.parameters()) and all(a is b for a, b in zip(params, model.parameters()))
     model(torch.randn(2, 1, 4, 4), torch.tensor([1, 2])).pow(2).mean().backward()  # no inference tensors left behind
