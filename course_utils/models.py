@@ -29,7 +29,7 @@ class UNetConfig:
     image_size: int = 16  # H = W of the input; must halve cleanly at each level (16, 28 and 32 all do)
     in_channels: int = 1  # Fashion-MNIST is grey: one channel in, one noise channel out
     base_channels: int = 32  # width of the first level; cost grows with its square
-    channel_mults: tuple = (1, 1, 2)  # width per level as a multiple of base_channels; 3 levels: 16->8->4, 28->14->7
+    channel_mults: tuple = (1, 2, 2)  # width per level as a multiple of base_channels; 3 levels: 16->8->4, 28->14->7
     num_res_blocks: int = 1  # ResBlocks per level on the way down (one more on the way up, to take the skips)
     attention: bool = True  # self-attention in the middle (lowest resolution), where it is cheap and sees the whole image
     num_groups: int = 8  # GroupNorm groups; must divide every width; works at any batch size, unlike BatchNorm

@@ -34,7 +34,7 @@ __all__ = ["DiffusionConfig", "default_config", "guidance_config", "LOSS_WEIGHTI
 
 LOSS_WEIGHTINGS = ("uniform", "min_snr", "snr", "elbo")
 LR_DECAYS = ("none", "cosine", "wsd")
-TRAIN_IMAGES = 200_000  # training images of notebook 05's full run and the committed checkpoint (benchmarks/DEFAULTS.md)
+TRAIN_IMAGES = 150_000  # training images of notebook 05's full run and the committed checkpoint (benchmarks/DEFAULTS.md)
 
 
 @dataclass(frozen=True)
@@ -50,8 +50,8 @@ class DiffusionConfig:
     batch_size: int = 32  # images per optimiser step: small batches make more steps from the same images
     lr: float = 1e-3  # AdamW learning rate after a linear warm-up; small models tolerate a high rate
     warmup_steps: int = 200  # linear learning-rate warm-up, avoids early instability
-    lr_decay: str = "none"  # after warm-up: "none" (constant), "cosine" or "wsd" (each reaching 0 at the run's end)
-    decay_share: float = 0.4  # lr_decay="wsd": the last share of the run, over which the rate falls linearly to 0
+    lr_decay: str = "wsd"  # after warm-up: "wsd" (constant, then linear to 0), "cosine" or "none" (constant)
+    decay_share: float = 0.6  # lr_decay="wsd": the last share of the run, over which the rate falls linearly to 0
     grad_clip: float = 1.0  # clip the gradient norm: rare large-t batches otherwise jolt the weights
     ema_decay: float = 0.999  # EMA of the weights, averaging over about 1 / (1 - decay) = 1000 steps
     loss_weighting: str = "snr"  # one of LOSS_WEIGHTINGS: "snr" (L_simple's), "uniform", "min_snr" (Hang et al. 2023), "elbo"

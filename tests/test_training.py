@@ -290,7 +290,7 @@ def test_notebook_05_trains_the_images_the_checkpoint_records():
 def test_learning_rate_warms_up_then_follows_its_decay():
     from course_utils import learning_rate
 
-    constant = dataclasses.replace(tiny_config(lr=1e-2), warmup_steps=10)
+    constant = dataclasses.replace(tiny_config(lr=1e-2, lr_decay="none"), warmup_steps=10)
     assert [learning_rate(constant, s) for s in (0, 4, 9, 500)] == pytest.approx([1e-3, 5e-3, 1e-2, 1e-2])
     cosine = dataclasses.replace(constant, lr_decay="cosine")
     for p in (0.0, 0.25, 0.5, 1.0):  # after warm-up: lr (1 + cos(pi p)) / 2, p the share of the run done
