@@ -76,9 +76,10 @@ test: $(STAMP) $(DATA) chromium
 	  tests notebooks solutions --nbval-lax --nbval-current-env --nbval-cell-timeout=900 $(PYTEST_ARGS)
 
 bench: $(STAMP) $(DATA)
-	$(PY) benchmarks/train_quality.py
-	$(PY) benchmarks/samplers.py
-	$(PY) benchmarks/peer.py
+	COURSE_PRECISION=fp32 $(PY) benchmarks/sample_speed.py --tag fp32
+	$(PY) benchmarks/samplers.py --checkpoint checkpoints/ddpm_fashion16.pt
+	$(PY) benchmarks/fid_spread.py --checkpoint checkpoints/ddpm_fashion16.pt
+	$(PY) benchmarks/update_readme.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -144,8 +144,11 @@ def report(results):
                   "default_config() changed as listed; 500 samples, FID against the reference test images; DDIM-50 "
                   "(cosine runs) or DPM-Solver++(2M) 25 trailing steps (zsnr runs)", rows,
                   [f"floor (real vs real, N={results['n_samples']}) {results['floor']:.2f}; {results['machine']}.",
-                   "train s: training seconds of each run, measured on different days, some runs alone with two threads "
-                   "and some two at a time with one thread each; they are not comparable across runs."])
+                   "Each run is one training run to the last number of images, scored on its way there: with a "
+                   "learning-rate decay (the default's lr_decay='wsd') the earlier points are mid-run, before the "
+                   "rate has fallen to 0.",
+                   "train s: training seconds of each run; compare them only between runs made on the same machine "
+                   "the same way (alone with two threads, or two at a time with one thread each)."])
     fig, ax = plt.subplots(figsize=(6.5, 3.8), dpi=150)
     for name, run in results["runs"].items():
         ax.plot([p["images"] / 1000 for p in run["curve"]], [p["ratio"] for p in run["curve"]], "o-", label=name)

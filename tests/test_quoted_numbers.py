@@ -320,3 +320,21 @@ def test_elbo_weight_of_the_cosine_schedule_is_u_shaped():
     linear = cu.make_schedule("linear", T)
     w_lin = linear.betas / (2 * linear.alphas * (1 - linear.alphas_cumprod))
     assert int(w_lin.argmax()) == 0
+
+
+def test_notebook_05_quotes_the_committed_checkpoint_and_it_meets_the_target():
+    """Notebook 05's cell quality-pointer says the exported checkpoint meets the course's target (FID at most twice
+    the floor, every class at least 5%, with the target's protocol) and quotes its scores: both are read from
+    checkpoints/ddpm_fashion16.json, which benchmarks/train_default.py wrote when it scored the weights."""
+    record = json.loads((ROOT / "checkpoints" / "ddpm_fashion16.json").read_text())["quality"]["unconditional"]
+    target = record["target_protocol"]
+    assert target["fid"] <= 2 * record["fid_floor"] and target["min_class_share"] >= 0.05
+    assert math.isclose(target["fid_over_floor"], target["fid"] / record["fid_floor"], abs_tol=1e-3)
+    cell = next(c for c in _notebook("notebooks/05_ddpm_training.ipynb")["cells"] if c.get("id") == "quality-pointer")
+    text = " ".join("".join(cell["source"]).split())
+    for expected in (f"an FID of {target['fid']:.1f} against a floor of {record['fid_floor']:.1f}, "
+                     f"**{target['fid_over_floor']:.1f}x the floor**",
+                     f"every class at least {target['min_class_share']:.1%}",
+                     f"{record['fid']:.1f} = {record['fid'] / record['fid_floor']:.1f}x"):
+        assert expected in text, f"notebooks/05_ddpm_training.ipynb#quality-pointer should contain {expected!r} " \
+                                 "(checkpoints/ddpm_fashion16.json)"
