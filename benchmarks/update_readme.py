@@ -14,8 +14,8 @@ BENCH_README = ROOT / "benchmarks" / "README.md"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 # result file -> the command that writes it (in the order the README shows them)
 SECTIONS = {
-    "images_to_target_default_dpm10.md": "images_to_target.py --images 25000 50000 100000 150000 --sampler dpm2m --steps 10 "
-                                         "--seeds 5 --tag default_dpm10; the 300000 row: --images 300000",
+    "images_to_target_default_dpm10.md": "images_to_target.py --images 25000 50000 100000 --sampler dpm2m --steps 10 --seeds 5; "
+                                         "the 150000 and 300000 rows: --images 150000, --images 300000; merged",
     "images_to_target_default_dpm10_bf16.md": "COURSE_PRECISION=bf16 images_to_target.py --images 25000 50000 100000 150000 "
                                               "--sampler dpm2m --steps 10 --seeds 5 --tag default_dpm10_bf16",
     "sample_speed_cpu_fp32.md": "COURSE_PRECISION=fp32 sample_speed.py --tag fp32",
