@@ -335,7 +335,11 @@ def train(config, model=None, data=None, n_images=None, time_budget_s=None, devi
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr)
     ema, step, history = EMA(model, config.ema_decay), 0, _new_history(n_buckets)
     if checkpoint_path is not None and Path(checkpoint_path).is_file():
-        ckpt = load_checkpoint(checkpoint_path, expected_config=config, map_location=device)
+        try:
+            ckpt = load_checkpoint(checkpoint_path, expected_config=config, map_location=device)
+        except ValueError as err:  # a run of another config (or of an older course default) in the same file
+            raise ValueError(f"{err}. To train this config from scratch, delete {checkpoint_path} or pass another "
+                             "checkpoint_path") from None
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         ema.load_state_dict(ckpt["ema"])

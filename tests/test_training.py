@@ -139,7 +139,8 @@ def test_train_resumes_from_checkpoint(tmp_path):
     second = train(config, data=tiny_data(), n_images=80, checkpoint_path=path, progress=False, log_every=3)
     assert second.step == 10 and second.history["step"] == [3, 6, 9, 10] and second.images_seen == 80
     assert load_checkpoint(path)["step"] == 10
-    with pytest.raises(ValueError, match="lr: checkpoint has 0.001, expected 0.5"):
+    with pytest.raises(ValueError, match=r"lr: checkpoint has 0.001, expected 0.5\. To train this config from scratch, "
+                                         r"delete .*run\.pt or pass another checkpoint_path"):
         train(dataclasses.replace(config, lr=0.5), data=tiny_data(), n_images=96, checkpoint_path=path, progress=False)
     assert first.step == 6
 
