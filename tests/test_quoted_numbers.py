@@ -339,3 +339,19 @@ def test_notebook_05_quotes_the_committed_checkpoint_and_it_meets_the_target():
                      f"{record['fid']:.1f} = {record['fid'] / record['fid_floor']:.1f}x"):
         assert expected in text, f"notebooks/05_ddpm_training.ipynb#quality-pointer should contain {expected!r} " \
                                  "(checkpoints/ddpm_fashion16.json)"
+
+
+def test_notebook_06_quotes_the_ddim_seed_spread_of_the_benchmark():
+    """Notebook 06's cell quality-md quotes DDIM-50's range and mean over sampling seeds 0-4 on the committed checkpoint
+    from benchmarks/results/fid_spread_cpu.md (fid_spread.py), and names the seed its quality cell uses as the worst."""
+    table = (ROOT / "benchmarks" / "results" / "fid_spread_cpu.md").read_text()
+    row = next(line for line in table.splitlines() if line.startswith("| DDIM-50 |"))
+    per_seed = [float(v) for v in row.strip("|").split("|")[1:6]]
+    mean = row.strip("|").split("|")[6].strip()
+    cell = next(c for c in _notebook("notebooks/06_reverse_sampling.ipynb")["cells"] if c.get("id") == "quality-md")
+    text = " ".join("".join(cell["source"]).split())
+    expected = (f"over seeds 0-4 it ranges from {min(per_seed):.2f}x to {max(per_seed):.2f}x, mean {mean}x, and seed "
+                f"{per_seed.index(max(per_seed))} is the worst of them")
+    assert expected in text, f"notebooks/06_reverse_sampling.ipynb#quality-md should contain {expected!r}"
+    assert f"manual_seed({per_seed.index(max(per_seed))})" in "".join(
+        next(c for c in _notebook("notebooks/06_reverse_sampling.ipynb")["cells"] if c.get("id") == "quality")["source"])
