@@ -22,6 +22,8 @@ SECTIONS = {
     "sample_speed_cpu_bf16.md": "COURSE_PRECISION=bf16 sample_speed.py --tag bf16",
     "samplers_cpu.md": "samplers.py --checkpoint checkpoints/ddpm_fashion16.pt",
     "fid_spread_cpu.md": "fid_spread.py --checkpoint checkpoints/ddpm_fashion16.pt",
+    "peer_3min_cpu.md": "COURSE_PRECISION=fp32 peer.py --minutes 3",
+    "peer_25k_images_cpu.md": "COURSE_PRECISION=fp32 peer.py --images 25000",
     "design_space.md": "design_space.py (all runs: noise-uniform noise-elbo noise-min_snr x0-uniform v-uniform v-min_snr v-snr zsnr-off zsnr-on)",
     "notebook10_flow_vs_ddim.md": "notebook_tables.py, after notebook 10's full run",
     "notebook11_solvers.md": "notebook_tables.py, after notebook 11's full run",
