@@ -96,6 +96,13 @@ def quality_columns(samples):
             "class entropy": f"{q['class_entropy']:.2f}", "min class": f"{q['min_class_share']:.3f}"}
 
 
+def mean_over_seeds(qualities):
+    """The quality target's reduction of several sampling seeds' ``cu.sample_quality`` results: the mean FID and the
+    rarest class's share in any of them (benchmarks/images_to_target.py)."""
+    return {"fid": sum(q["fid"] for q in qualities) / len(qualities),
+            "min_class_share": min(q["min_class_share"] for q in qualities)}
+
+
 def markdown_table(rows):
     """Rows (dicts with the same keys) as a GitHub markdown table."""
     keys = list(rows[0])

@@ -34,7 +34,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 import course_utils as cu  # noqa: E402
 from bench_utils import RESULTS, cpu_capability, reference_numbers, write_results  # noqa: E402
-from bench_utils import sample  # noqa: E402
+from bench_utils import mean_over_seeds, sample  # noqa: E402
 from course_utils.samplers import p_sample_loop  # noqa: E402
 
 TARGET_RATIO, MIN_CLASS = 2.0, 0.05
@@ -113,7 +113,7 @@ def main():
         qs = [cu.sample_quality(samples if args.x0_at and seed == 0 else
                                 sample(result.ema_model, config, args.n_samples, args.sampler, args.steps, device,
                                        seed=seed)) for seed in range(args.seeds)]
-        q = {"fid": sum(p["fid"] for p in qs) / len(qs), "min_class_share": min(p["min_class_share"] for p in qs)}
+        q = mean_over_seeds(qs)
         hist = result.history
         rows.append({"images": f"{seen:,}", "steps": step, "train time": f"{hist['train_seconds'] / 60:.1f} min",
                      "train img/s": f"{seen / hist['train_seconds']:.0f}", "FID": f"{q['fid']:.2f}",

@@ -22,7 +22,7 @@ import matplotlib
 import torch
 
 import course_utils as cu
-from bench_utils import machine, sample, save_ema_weights
+from bench_utils import machine, mean_over_seeds, sample, save_ema_weights
 
 matplotlib.use("Agg")
 
@@ -103,13 +103,12 @@ def quality(model, config, n=500, steps=50, target_seeds=5):
         q = cu.sample_quality(sample(model, config, n, "ddim", steps, device, balanced=balanced))
         out[name] = {k: round(q[k], 3) for k in ("fid", "fid_floor", "confident_share", "class_entropy", "min_class_share")}
         if sampler == "DDIM":
-            per_seed = [cu.sample_quality(sample(model, config, n, "dpm2m", 10, device, seed=seed, balanced=balanced))
-                        for seed in range(target_seeds)]
-            fid = sum(p["fid"] for p in per_seed) / len(per_seed)
+            target = mean_over_seeds([cu.sample_quality(sample(model, config, n, "dpm2m", 10, device, seed=seed,
+                                                               balanced=balanced)) for seed in range(target_seeds)])
             out[name]["target_protocol"] = {
-                "sampler": f"DPM-Solver++(2M) 10 steps (Karras), seeds 0-{target_seeds - 1}", "fid": round(fid, 3),
-                "fid_over_floor": round(fid / q["fid_floor"], 3),
-                "min_class_share": round(min(p["min_class_share"] for p in per_seed), 3)}
+                "sampler": f"DPM-Solver++(2M) 10 steps (Karras), seeds 0-{target_seeds - 1}",
+                "fid": round(target["fid"], 3), "fid_over_floor": round(target["fid"] / q["fid_floor"], 3),
+                "min_class_share": round(target["min_class_share"], 3)}
     return out
 
 

@@ -1,4 +1,5 @@
-"""benchmarks/bench_utils.sample: each sampler name runs the course sampler it names, seeded; others are refused."""
+"""benchmarks/bench_utils: ``sample`` runs the course sampler each name names, seeded, and refuses others;
+``mean_over_seeds`` reduces several seeds' scores as the quality target does."""
 import dataclasses
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ from course_utils.samplers import ddim_sample_loop, p_sample_loop
 from course_utils.solvers import dpm_solver_2m_sample
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-from bench_utils import sample  # noqa: E402
+from bench_utils import mean_over_seeds, sample  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -50,3 +51,10 @@ def test_dpm2m_takes_the_spacing_it_is_given(tiny):
     got = sample(model, config, 3, "dpm2m", 5, torch.device("cpu"), seed=7, spacing="trailing")
     torch.testing.assert_close(got, expected)
     assert not torch.equal(got, sample(model, config, 3, "dpm2m", 5, torch.device("cpu"), seed=7))
+
+
+def test_mean_over_seeds_averages_the_fid_and_keeps_the_rarest_class():
+    seeds = [{"fid": 18.0, "min_class_share": 0.07, "confident_share": 0.6},
+             {"fid": 21.0, "min_class_share": 0.048, "confident_share": 0.5},
+             {"fid": 15.0, "min_class_share": 0.06, "confident_share": 0.7}]
+    assert mean_over_seeds(seeds) == {"fid": pytest.approx(18.0), "min_class_share": 0.048}

@@ -28,18 +28,27 @@ def _notebook(notebook):
     return json.loads((ROOT / notebook).read_text(encoding="utf-8"))
 
 
-def cell_output_text(notebook, cell_id):
-    """The text a cell printed in the committed notebook (stream outputs and text/plain results, joined)."""
+def _cell(notebook, cell_id):
     for cell in _notebook(notebook)["cells"]:
         if cell.get("id") == cell_id:
-            parts = []
-            for out in cell.get("outputs", []):
-                if "text" in out:
-                    parts.append("".join(out["text"]))
-                elif "text/plain" in out.get("data", {}) and out.get("output_type") != "display_data":
-                    parts.append("".join(out["data"]["text/plain"]))
-            return "".join(parts)
+            return cell
     raise KeyError(f"{notebook} has no cell with id {cell_id!r}")
+
+
+def cell_source(notebook, cell_id):
+    """A committed cell's source, one string."""
+    return "".join(_cell(notebook, cell_id)["source"])
+
+
+def cell_output_text(notebook, cell_id):
+    """The text a cell printed in the committed notebook (stream outputs and text/plain results, joined)."""
+    parts = []
+    for out in _cell(notebook, cell_id).get("outputs", []):
+        if "text" in out:
+            parts.append("".join(out["text"]))
+        elif "text/plain" in out.get("data", {}) and out.get("output_type") != "display_data":
+            parts.append("".join(out["data"]["text/plain"]))
+    return "".join(parts)
 
 
 def notebook_value(notebook, cell_id, pattern, group=1):
@@ -331,8 +340,7 @@ def test_notebook_05_quotes_the_committed_checkpoint_and_it_meets_the_target():
     target = record["target_protocol"]
     assert target["fid"] <= 2 * record["fid_floor"] and target["min_class_share"] >= 0.05
     assert math.isclose(target["fid_over_floor"], target["fid"] / record["fid_floor"], abs_tol=1e-3)
-    cell = next(c for c in _notebook("notebooks/05_ddpm_training.ipynb")["cells"] if c.get("id") == "quality-pointer")
-    text = " ".join("".join(cell["source"]).split())
+    text = " ".join(cell_source("notebooks/05_ddpm_training.ipynb", "quality-pointer").split())
     for expected in (f"an FID of {target['fid']:.1f} against a floor of {record['fid_floor']:.1f}, "
                      f"**{target['fid_over_floor']:.1f}x the floor**",
                      f"every class at least {target['min_class_share']:.1%}",
@@ -348,10 +356,8 @@ def test_notebook_06_quotes_the_ddim_seed_spread_of_the_benchmark():
     row = next(line for line in table.splitlines() if line.startswith("| DDIM-50 |"))
     per_seed = [float(v) for v in row.strip("|").split("|")[1:6]]
     mean = row.strip("|").split("|")[6].strip()
-    cell = next(c for c in _notebook("notebooks/06_reverse_sampling.ipynb")["cells"] if c.get("id") == "quality-md")
-    text = " ".join("".join(cell["source"]).split())
+    text = " ".join(cell_source("notebooks/06_reverse_sampling.ipynb", "quality-md").split())
     expected = (f"over seeds 0-4 it ranges from {min(per_seed):.2f}x to {max(per_seed):.2f}x, mean {mean}x, and seed "
                 f"{per_seed.index(max(per_seed))} is the worst of them")
     assert expected in text, f"notebooks/06_reverse_sampling.ipynb#quality-md should contain {expected!r}"
-    assert f"manual_seed({per_seed.index(max(per_seed))})" in "".join(
-        next(c for c in _notebook("notebooks/06_reverse_sampling.ipynb")["cells"] if c.get("id") == "quality")["source"])
+    assert f"manual_seed({per_seed.index(max(per_seed))})" in cell_source("notebooks/06_reverse_sampling.ipynb", "quality")
