@@ -3,6 +3,7 @@ and training helpers.
 
 Not part of ``course_utils``: the course code lives there; this file only measures it.
 """
+import os
 import platform
 import time
 from datetime import date
@@ -40,9 +41,11 @@ def machine():
 
 
 def cpu_capability():
-    """torch's CPU kernel level (AVX2, AVX512, ...) and whether bfloat16 is native: names the kind of CPU a run used."""
+    """torch's CPU kernel level (AVX2, AVX512, ...) and whether bfloat16 is native: names the kind of CPU a run used;
+    with oneDNN held to older code (``ONEDNN_MAX_CPU_ISA``, to stand in for an older CPU) it says so."""
     native = "native bf16" if cu.cpu_has_native_bf16() else "no native bf16"
-    return f"{torch.backends.cpu.get_cpu_capability()}, {native}"
+    held = os.environ.get("ONEDNN_MAX_CPU_ISA")
+    return f"{torch.backends.cpu.get_cpu_capability()}, {native}" + (f", oneDNN held to {held}" if held else "")
 
 
 def sync(device):

@@ -20,6 +20,8 @@ SECTIONS = {
                                               "--sampler dpm2m --steps 10 --seeds 5 --tag default_dpm10_bf16",
     "sample_speed_cpu_fp32.md": "COURSE_PRECISION=fp32 sample_speed.py --tag fp32",
     "sample_speed_cpu_bf16.md": "COURSE_PRECISION=bf16 sample_speed.py --tag bf16",
+    "sample_speed_cpu_fp32_avx2.md": "ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 COURSE_PRECISION=fp32 "
+                                     "sample_speed.py --tag fp32_avx2",
     "samplers_cpu.md": "samplers.py --checkpoint checkpoints/ddpm_fashion16.pt",
     "fid_spread_cpu.md": "fid_spread.py --checkpoint checkpoints/ddpm_fashion16.pt",
     "peer_3min_cpu.md": "COURSE_PRECISION=fp32 peer.py --minutes 3",

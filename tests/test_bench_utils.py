@@ -1,5 +1,6 @@
 """benchmarks/bench_utils: ``sample`` runs the course sampler each name names, seeded, and refuses others;
-``mean_over_seeds`` reduces several seeds' scores as the quality target does."""
+``mean_over_seeds`` reduces several seeds' scores as the quality target does; ``cpu_capability`` names the code a
+run used."""
 import dataclasses
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ from course_utils.samplers import ddim_sample_loop, p_sample_loop
 from course_utils.solvers import dpm_solver_2m_sample
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-from bench_utils import mean_over_seeds, sample  # noqa: E402
+from bench_utils import cpu_capability, mean_over_seeds, sample  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -58,3 +59,11 @@ def test_mean_over_seeds_averages_the_fid_and_keeps_the_rarest_class():
              {"fid": 21.0, "min_class_share": 0.048, "confident_share": 0.5},
              {"fid": 15.0, "min_class_share": 0.06, "confident_share": 0.7}]
     assert mean_over_seeds(seeds) == {"fid": pytest.approx(18.0), "min_class_share": 0.048}
+
+
+def test_cpu_capability_says_when_onednn_is_held_to_older_code(monkeypatch):
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    plain = cpu_capability()
+    assert plain.startswith(torch.backends.cpu.get_cpu_capability()) and "held" not in plain
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert cpu_capability() == plain + ", oneDNN held to AVX2"

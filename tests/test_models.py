@@ -70,6 +70,22 @@ def test_resblock_skip_and_time():
     assert a.shape == (2, 16, 4, 4) and not torch.allclose(a, b)
 
 
+def test_sampling_gives_the_training_output_and_leaves_inputs_alone():
+    """Without gradients the U-Net's SiLUs overwrite their (fresh) inputs; outputs and inputs must not change."""
+    model = UNet(dataclasses.replace(TINY, num_classes=3)).eval()
+    x, t, y = torch.randn(4, 1, 16, 16), torch.tensor([0, 10, 20, 30]), torch.tensor([0, 1, 2, 3])
+    expected = model(x, t, y)  # gradients recorded: every op writes a new tensor
+    block = model.down[0].blocks[0]
+    h, emb = torch.randn(4, block.norm1.num_channels, 16, 16), torch.randn(4, block.time_proj.in_features)
+    block_expected = block(h, emb)
+    copies = [v.clone() for v in (x, t, y, h, emb)]
+    with torch.inference_mode():
+        torch.testing.assert_close(model(x, t, y), expected, rtol=0, atol=0)
+        torch.testing.assert_close(block(h, emb), block_expected, rtol=0, atol=0)
+    for before, after in zip(copies, (x, t, y, h, emb)):
+        torch.testing.assert_close(after, before, rtol=0, atol=0)
+
+
 def test_attention_matches_explicit_softmax():
     attn = Attention(8, num_heads=2, num_groups=4)
     x = torch.randn(1, 8, 3, 3)
