@@ -24,7 +24,13 @@ SECTIONS = {
                                      "sample_speed.py --tag fp32_avx2",
     "samplers_cpu.md": "samplers.py --checkpoint checkpoints/ddpm_fashion16.pt",
     "fid_spread_cpu.md": "fid_spread.py --checkpoint checkpoints/ddpm_fashion16.pt",
+    "train_quality_3min_cpu.md": "COURSE_PRECISION=fp32 train_quality.py --minutes 3",
+    "train_quality_3min_cpu_bf16.md": "COURSE_PRECISION=bf16 train_quality.py --minutes 3 --tag bf16",
+    "train_quality_6min_cpu.md": "COURSE_PRECISION=fp32 train_quality.py --minutes 6",
+    "train_quality_12min_cpu.md": "COURSE_PRECISION=fp32 train_quality.py --minutes 12 --sampler ddim --steps 50 "
+                                  "--save runs/bench_quality_12min.pt",
     "peer_3min_cpu.md": "COURSE_PRECISION=fp32 peer.py --minutes 3",
+    "peer_12min_cpu.md": "COURSE_PRECISION=fp32 peer.py --minutes 12 --ours-checkpoint runs/bench_quality_12min.pt",
     "peer_25k_images_cpu.md": "COURSE_PRECISION=fp32 peer.py --images 25000",
     "design_space.md": "design_space.py (all runs: noise-uniform noise-elbo noise-min_snr x0-uniform v-uniform v-min_snr v-snr zsnr-off zsnr-on)",
     "notebook10_flow_vs_ddim.md": "notebook_tables.py, after notebook 10's full run",

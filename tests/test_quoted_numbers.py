@@ -361,3 +361,30 @@ def test_notebook_06_quotes_the_ddim_seed_spread_of_the_benchmark():
                 f"{per_seed.index(max(per_seed))} is the worst of them")
     assert expected in text, f"notebooks/06_reverse_sampling.ipynb#quality-md should contain {expected!r}"
     assert f"manual_seed({per_seed.index(max(per_seed))})" in cell_source("notebooks/06_reverse_sampling.ipynb", "quality")
+
+
+def _table_rows(name):
+    """The data rows of a benchmark result table (benchmarks/results/<name>.md), each a list of stripped cells."""
+    lines = (ROOT / "benchmarks" / "results" / f"{name}.md").read_text().splitlines()
+    rows = [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in lines if line.startswith("|")]
+    return rows[2:]  # after the header and the |---| line
+
+
+def test_fixed_time_training_runs_are_quoted_from_their_tables():
+    """benchmarks/README.md's bullet "Fixed training time" and DEFAULTS.md's paragraph "Training for a fixed time"
+    quote each train_quality.py run (images = steps x batch, to the thousand, and FID / floor) and the 12-minute
+    peer comparison's FID ratio as benchmarks/results/ holds them."""
+    readme = " ".join((ROOT / "benchmarks" / "README.md").read_text().split())
+    defaults = " ".join((ROOT / "benchmarks" / "DEFAULTS.md").read_text().split())
+    bullet = readme[readme.index("**Fixed training time**"):readme.index("<!-- results:start -->")]
+    paragraph = defaults[defaults.index("**Training for a fixed time**"):defaults.index("**Checkpoints retrained.**")]
+    batch = cu.default_config().batch_size
+    for name in ("train_quality_3min_cpu", "train_quality_3min_cpu_bf16", "train_quality_6min_cpu",
+                 "train_quality_12min_cpu"):
+        (row,) = _table_rows(name)
+        images, ratio = f"{round(int(row[3]) * batch, -3):,} images", f"{row[-1]}x"
+        for where, text in (("benchmarks/README.md", bullet), ("benchmarks/DEFAULTS.md", paragraph)):
+            assert images in text and ratio in text, f"{where} should quote {images} and {ratio} from {name}.md"
+    ratio_row = next(row for row in _table_rows("peer_12min_cpu") if row[0] == "ratio ours / peer")
+    assert f"FID {ratio_row[6]}x that of denoising-diffusion-pytorch" in paragraph
+    assert f"after 12 minutes each, FID ours/peer {ratio_row[6]}" in readme
