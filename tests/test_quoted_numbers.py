@@ -388,3 +388,20 @@ def test_fixed_time_training_runs_are_quoted_from_their_tables():
     ratio_row = next(row for row in _table_rows("peer_12min_cpu") if row[0] == "ratio ours / peer")
     assert f"FID {ratio_row[6]}x that of denoising-diffusion-pytorch" in paragraph
     assert f"after 12 minutes each, FID ours/peer {ratio_row[6]}" in readme
+
+
+def test_notebook_05_quotes_the_spread_over_training_seeds():
+    """Notebook 05's cell quality-pointer gives the range of the target's score over training seeds 0-3 at 150,000
+    images: seed 0 from the images-to-target table, seeds 1-3 from results/recipe/ (images_to_target.py)."""
+    results = ROOT / "benchmarks" / "results"
+    tables = [results / "images_to_target_default_dpm10.md"] + [
+        results / "recipe" / f"images_to_target_default_seed{seed}.md" for seed in (1, 2, 3)]
+    scores = []
+    for table in tables:
+        row = next(line for line in table.read_text().splitlines() if line.startswith("| 150,016 |"))
+        scores.append(float(row.strip("|").split("|")[5]))  # the FID / floor column
+    over = sum(score > 2 for score in scores)
+    text = " ".join(cell_source("notebooks/05_ddpm_training.ipynb", "quality-pointer").split())
+    expected = f"training seeds 0-3, one thread each) scored from {min(scores):.2f}x to {max(scores):.2f}x the floor"
+    assert expected in text, f"notebooks/05_ddpm_training.ipynb#quality-pointer should contain {expected!r}"
+    assert f"{['none', 'one', 'two', 'three'][over]} of them over the line" in text
