@@ -349,25 +349,24 @@ def test_notebook_05_quotes_the_committed_checkpoint_and_it_meets_the_target():
                                  "(checkpoints/ddpm_fashion16.json)"
 
 
+def _table_rows(name):
+    """The data rows of a benchmark result table (benchmarks/results/<name>.md, ``name`` may name a subfolder), each
+    a list of stripped cells."""
+    lines = (ROOT / "benchmarks" / "results" / f"{name}.md").read_text().splitlines()
+    rows = [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in lines if line.startswith("|")]
+    return rows[2:]  # after the header and the |---| line
+
+
 def test_notebook_06_quotes_the_ddim_seed_spread_of_the_benchmark():
     """Notebook 06's cell quality-md quotes DDIM-50's range and mean over sampling seeds 0-4 on the committed checkpoint
     from benchmarks/results/fid_spread_cpu.md (fid_spread.py), and names the seed its quality cell uses as the worst."""
-    table = (ROOT / "benchmarks" / "results" / "fid_spread_cpu.md").read_text()
-    row = next(line for line in table.splitlines() if line.startswith("| DDIM-50 |"))
-    per_seed = [float(v) for v in row.strip("|").split("|")[1:6]]
-    mean = row.strip("|").split("|")[6].strip()
+    row = next(row for row in _table_rows("fid_spread_cpu") if row[0] == "DDIM-50")
+    per_seed, mean = [float(v) for v in row[1:6]], row[6]
     text = " ".join(cell_source("notebooks/06_reverse_sampling.ipynb", "quality-md").split())
     expected = (f"over seeds 0-4 it ranges from {min(per_seed):.2f}x to {max(per_seed):.2f}x, mean {mean}x, and seed "
                 f"{per_seed.index(max(per_seed))} is the worst of them")
     assert expected in text, f"notebooks/06_reverse_sampling.ipynb#quality-md should contain {expected!r}"
     assert f"manual_seed({per_seed.index(max(per_seed))})" in cell_source("notebooks/06_reverse_sampling.ipynb", "quality")
-
-
-def _table_rows(name):
-    """The data rows of a benchmark result table (benchmarks/results/<name>.md), each a list of stripped cells."""
-    lines = (ROOT / "benchmarks" / "results" / f"{name}.md").read_text().splitlines()
-    rows = [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in lines if line.startswith("|")]
-    return rows[2:]  # after the header and the |---| line
 
 
 def test_fixed_time_training_runs_are_quoted_from_their_tables():
@@ -393,13 +392,9 @@ def test_fixed_time_training_runs_are_quoted_from_their_tables():
 def test_notebook_05_quotes_the_spread_over_training_seeds():
     """Notebook 05's cell quality-pointer gives the range of the target's score over training seeds 0-3 at 150,000
     images: seed 0 from the images-to-target table, seeds 1-3 from results/recipe/ (images_to_target.py)."""
-    results = ROOT / "benchmarks" / "results"
-    tables = [results / "images_to_target_default_dpm10.md"] + [
-        results / "recipe" / f"images_to_target_default_seed{seed}.md" for seed in (1, 2, 3)]
-    scores = []
-    for table in tables:
-        row = next(line for line in table.read_text().splitlines() if line.startswith("| 150,016 |"))
-        scores.append(float(row.strip("|").split("|")[5]))  # the FID / floor column
+    tables = ["images_to_target_default_dpm10"] + [f"recipe/images_to_target_default_seed{seed}" for seed in (1, 2, 3)]
+    scores = [float(next(row for row in _table_rows(name) if row[0] == "150,016")[5])  # the FID / floor column
+              for name in tables]
     over = sum(score > 2 for score in scores)
     text = " ".join(cell_source("notebooks/05_ddpm_training.ipynb", "quality-pointer").split())
     expected = f"training seeds 0-3, one thread each) scored from {min(scores):.2f}x to {max(scores):.2f}x the floor"
