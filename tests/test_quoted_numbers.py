@@ -90,6 +90,7 @@ _CLIPPING = {  # notebook 06, section 6: mean |difference| to the clipped poster
     "no_clip": (NB06, "variances", r"^posterior variance, no clipping\s+mean \|difference to the first row\| = (\S+)"),
     "beta": (NB06, "variances", r"^beta_t variance, clipped\s+mean \|difference to the first row\| = (\S+)"),
 }
+_GRID = {"grid_s": (NB06, "sample-grid", r"^64 samples, 250 steps: (\S+) s")}  # notebook 06, section 3: the grid's time
 _QUALITY = {  # notebook 06, section 3: notebook 05's model scored by cu.sample_quality (DDIM, 50 steps)
     "fid": (NB06, "quality", r"FID (\S+) ="),
     "ratio": (NB06, "quality", r"= (\S+)x the floor"),
@@ -184,6 +185,7 @@ _SOL05_WEIGHTS = {  # solutions 05, exercise 2: noise error in the first t/T buc
 }
 
 QUOTES = [
+    (NB06, "an AMD EPYC server CPU in float32, which took {grid_s} s here", _GRID),
     ("walkthroughs/06_reverse_sampling.md", "mean pixel {noise_mean} against {real_mean} for real test images", _SEED_STATS),
     ("walkthroughs/06_reverse_sampling.md", "class entropy {noise_entropy} nats against {real_entropy} for real test images",
      _SEED_STATS),
