@@ -105,6 +105,8 @@ _SAMPLERS = {  # notebook 07, section 3: FID of 200 samples per sampler (DDIM et
     "eta1_100": _table(NB07, "quality-table", "DDIM eta=1 (DDPM-like)", 100, 0),
     "ddpm": _table(NB07, "quality-table", "DDPM (Alg. 2)", r"\d+", 0),
     "ddpm_steps": (NB07, "quality-table", r"^DDPM \(Alg\. 2\)\s+(\d+)"),
+    "ddim_50_s": _table(NB07, "quality-table", "DDIM", 50, 3),  # seconds per sample
+    "ddpm_s": _table(NB07, "quality-table", "DDPM (Alg. 2)", r"\d+", 3),
 }
 _INVERSION = {  # notebook 07, section 4: DDIM round trip x_0 -> x_T -> x_0
     "round_trip": (NB07, "invert", r"^round trip error .*?: (\S+);"),
@@ -185,6 +187,7 @@ _SOL05_WEIGHTS = {  # solutions 05, exercise 2: noise error in the first t/T buc
 }
 
 QUOTES = [
+    (NB07, "that made the committed outputs, e.g. {ddim_50_s} s for DDIM-50 and {ddpm_s} s for DDPM-{ddpm_steps}", _SAMPLERS),
     (NB06, "an AMD EPYC server CPU in float32, which took {grid_s} s here", _GRID),
     ("walkthroughs/06_reverse_sampling.md", "mean pixel {noise_mean} against {real_mean} for real test images", _SEED_STATS),
     ("walkthroughs/06_reverse_sampling.md", "class entropy {noise_entropy} nats against {real_entropy} for real test images",
